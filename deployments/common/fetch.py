@@ -1,0 +1,227 @@
+"""Fetch caller inputs and model weights from URIs, with size and time limits.
+
+Inputs may be `https://`, `http://`, `s3://bucket/key` or `data:` URIs (or bare
+base64). Weights may also be local paths or `package://pkg.module/relative/path`
+resources shipped inside this distribution. S3 uses boto3's normal credential
+chain (`AWS_ENDPOINT_URL` selects an S3-compatible server), or the request's
+RunPod-style `s3Config`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import importlib.resources
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from deployments.common.errors import InputError
+
+DEFAULT_TIMEOUT_S = 30.0
+WEIGHTS_CACHE_DIR = Path(os.environ.get("RSP_WEIGHTS_CACHE", tempfile.gettempdir())) / "rsp-weights"
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """RunPod's `s3Config`: the caller's bucket and credentials."""
+
+    access_id: str
+    access_secret: str
+    bucket_name: str
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_request(cls, raw: dict[str, Any] | None) -> S3Config | None:
+        if not raw:
+            return None
+        missing = [k for k in ("accessId", "accessSecret", "bucketName") if not raw.get(k)]
+        if missing:
+            raise InputError(f"s3Config is missing {', '.join(missing)}")
+        return cls(raw["accessId"], raw["accessSecret"], raw["bucketName"], raw.get("endpointUrl"))
+
+
+def s3_client(config: S3Config | None = None) -> Any:
+    """A boto3 S3 client: the caller's credentials when given, else the default chain."""
+    import boto3
+
+    if config is None:
+        return boto3.client("s3")
+    return boto3.client(
+        "s3",
+        aws_access_key_id=config.access_id,
+        aws_secret_access_key=config.access_secret,
+        endpoint_url=config.endpoint_url,
+    )
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    key = parsed.path.lstrip("/")
+    if not parsed.netloc or not key:
+        raise InputError(f"s3 URI must look like s3://bucket/key, got {uri!r}")
+    return parsed.netloc, key
+
+
+def _too_large(what: str, max_bytes: int) -> InputError:
+    return InputError(f"{what} is larger than the limit of {max_bytes} bytes", status_code=413)
+
+
+def decode_base64(data: str, max_bytes: int, what: str = "base64 data") -> bytes:
+    """Decode base64 (standard or URL-safe), refusing oversize data before decoding it."""
+    if len(data) * 3 // 4 > max_bytes:
+        raise _too_large(what, max_bytes)
+    try:
+        urlsafe = "-" in data or "_" in data
+        return base64.b64decode(data.strip(), altchars=b"-_" if urlsafe else None)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"{what} is not valid base64: {exc}") from exc
+
+
+def _fetch_http(url: str, max_bytes: int, timeout_s: float) -> bytes:
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            if response.status_code >= 400:
+                raise InputError(f"fetching {url} failed with HTTP {response.status_code}")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(url, max_bytes)
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(url, max_bytes)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise InputError(f"could not fetch {url}: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _fetch_s3(uri: str, max_bytes: int, s3: S3Config | None) -> bytes:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = _split_s3(uri)
+    try:
+        obj = s3_client(s3).get_object(Bucket=bucket, Key=key)
+        if obj.get("ContentLength", 0) > max_bytes:
+            raise _too_large(uri, max_bytes)
+        return obj["Body"].read(max_bytes + 1)
+    except (BotoCoreError, ClientError) as exc:
+        raise InputError(f"could not read {uri}: {exc}") from exc
+
+
+def fetch_input(
+    ref: str,
+    max_bytes: int,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    s3: S3Config | None = None,
+) -> bytes:
+    """Bytes behind a caller-supplied reference: an http(s)/s3/data URI or bare base64."""
+    if not isinstance(ref, str) or not ref:
+        raise InputError("the input reference must be a non-empty string")
+    scheme = urlparse(ref).scheme.lower() if "://" in ref or ref.startswith("data:") else ""
+    if scheme in {"http", "https"}:
+        data = _fetch_http(ref, max_bytes, timeout_s)
+    elif scheme == "s3":
+        data = _fetch_s3(ref, max_bytes, s3)
+    elif scheme == "data":
+        header, _, payload = ref.partition(",")
+        if ";base64" not in header:
+            raise InputError("data: URIs must be base64-encoded")
+        data = decode_base64(payload, max_bytes, "data URI")
+    elif scheme:
+        raise InputError(f"unsupported URL scheme {scheme!r}: use https://, s3:// or data:")
+    else:
+        data = decode_base64(ref, max_bytes)
+    if len(data) > max_bytes:
+        raise _too_large("input", max_bytes)
+    if not data:
+        raise InputError("the input is empty")
+    return data
+
+
+def resolve_weights(uri: str) -> Path:
+    """A local file for a weights URI: a path, `package://`, `s3://` or `https://`.
+
+    Remote weights are downloaded once into a cache keyed by the URI.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "package":
+        resource = importlib.resources.files(parsed.netloc).joinpath(parsed.path.lstrip("/"))
+        with importlib.resources.as_file(resource) as path:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"no packaged weights at {uri}")
+            return Path(path)
+    if parsed.scheme in {"", "file"}:
+        path = Path(parsed.path if parsed.scheme else uri).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"no weights at {path}")
+        return path
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    target = WEIGHTS_CACHE_DIR / key / Path(parsed.path).name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    if parsed.scheme == "s3":
+        bucket, key = _split_s3(uri)
+        s3_client().download_file(bucket, key, str(partial))
+    elif parsed.scheme in {"http", "https"}:
+        import httpx
+
+        with httpx.stream("GET", uri, timeout=DEFAULT_TIMEOUT_S, follow_redirects=True) as r:
+            r.raise_for_status()
+            with partial.open("wb") as out:
+                for chunk in r.iter_bytes():
+                    out.write(chunk)
+    else:
+        raise ValueError(f"unsupported weights URI scheme {parsed.scheme!r} in {uri!r}")
+    partial.rename(target)
+    return target
+
+
+def resolve_weights_dir(uri: str) -> Path:
+    """A local directory for a URI naming a directory (a path, or an `s3://` prefix)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3":
+        path = resolve_weights(uri)
+        if not path.is_dir():
+            raise NotADirectoryError(f"{uri} is not a directory")
+        return path
+    bucket, prefix = _split_s3(uri)
+    prefix = prefix.rstrip("/") + "/"
+    target = WEIGHTS_CACHE_DIR / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if target.exists():
+        return target
+    WEIGHTS_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=WEIGHTS_CACHE_DIR))
+    client = s3_client()
+    found = False
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found = True
+            dest = staging / obj["Key"][len(prefix):]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, obj["Key"], str(dest))
+    if not found:
+        shutil.rmtree(staging)
+        raise FileNotFoundError(f"no objects under {uri}")
+    staging.rename(target)
+    return target
+
+
+def upload_output(s3: S3Config, key: str, data: bytes, content_type: str,
+                  expires_s: int = 7 * 24 * 3600) -> str:
+    """Put `data` in the caller's bucket and return a presigned GET URL for it."""
+    client = s3_client(s3)
+    client.put_object(Bucket=s3.bucket_name, Key=key, Body=data, ContentType=content_type)
+    return client.generate_presigned_url(
+        "get_object", Params={"Bucket": s3.bucket_name, "Key": key}, ExpiresIn=expires_s
+    )

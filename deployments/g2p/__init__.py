@@ -1,0 +1,1 @@
+"""G2P: text to IPA phones per word, behind interchangeable backends."""

@@ -1,0 +1,102 @@
+"""The G2P Serve deployment: one replica holds every configured backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from ray import serve
+
+from deployments.common.device import select_device
+from deployments.common.errors import InputError
+from deployments.g2p.backends import EspeakBackend, G2PBackend, GruutBackend, TransformersBackend
+from deployments.g2p.config import G2PArgs
+from deployments.g2p.types import G2PRequest, G2PResult, strip_stress
+
+
+def load_backends(args: G2PArgs) -> dict[str, G2PBackend]:
+    """Instantiate the configured backends (heavy imports happen here)."""
+    backends: dict[str, G2PBackend] = {}
+    for name in args.backends:
+        if name == "gruut":
+            backends[name] = GruutBackend()
+        elif name == "espeak":
+            backends[name] = EspeakBackend()
+        elif name == "transformers":
+            if not args.transformers_model_uri:
+                raise ValueError("the transformers backend needs transformers_model_uri")
+            from deployments.common.fetch import resolve_weights_dir
+
+            backends[name] = TransformersBackend(
+                str(resolve_weights_dir(args.transformers_model_uri)),
+                args.transformers_language_tags,
+                args.transformers_max_new_tokens,
+                select_device(args.device, args.gpu_memory_fraction),
+            )
+        else:
+            raise ValueError(f"unknown G2P backend {name!r}")
+    if args.default_backend not in backends:
+        raise ValueError(f"default backend {args.default_backend!r} is not in backends")
+    return backends
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+class G2P:
+    """Text to IPA. Concurrent calls are batched and grouped by backend and language."""
+
+    def __init__(self, args: G2PArgs | dict | None = None) -> None:
+        self._args = G2PArgs.model_validate(args or {})
+        self._backends = load_backends(self._args)
+        self._batched.set_max_batch_size(self._args.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
+
+    def reconfigure(self, user_config: dict) -> None:
+        if "max_batch_size" in user_config:
+            self._batched.set_max_batch_size(int(user_config["max_batch_size"]))
+        if "batch_wait_timeout_s" in user_config:
+            self._batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    def languages(self) -> dict[str, list[str]]:
+        return {name: sorted(b.languages()) for name, b in self._backends.items()}
+
+    async def phonemize(self, text: str, language: str = "en-us", backend: str | None = None,
+                        stress: bool = False) -> G2PResult:
+        """Words with IPA phones for `text`; raises InputError for bad requests."""
+        name = backend or self._args.default_backend
+        if name not in self._backends:
+            raise InputError(f"unknown backend {name!r} (available: {', '.join(self._backends)})")
+        if not text.strip():
+            raise InputError("text is empty")
+        if len(text) > self._args.max_text_chars:
+            raise InputError(f"text has {len(text)} characters; the limit is "
+                             f"{self._args.max_text_chars}", status_code=413)
+        words = await self._batched(name, language, text)
+        if isinstance(words, InputError):
+            raise words
+        if not stress:
+            words = strip_stress(words)
+        return G2PResult.from_words(language, name, words)
+
+    async def run(self, job: dict) -> dict:
+        """The `ipa-generation` endpoint: a RunPod-shaped job in, G2PResult JSON out."""
+        request = G2PRequest.model_validate(job.get("input") or {})
+        result = await self.phonemize(request.text, request.language, request.backend,
+                                      request.stress)
+        return result.model_dump()
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _batched(self, names: list[str], languages: list[str], texts: list[str]) -> list:
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, key in enumerate(zip(names, languages, strict=False)):
+            groups[key].append(i)
+        results: list = [None] * len(texts)
+        for (name, language), indices in groups.items():
+            try:
+                words = await asyncio.to_thread(
+                    self._backends[name].phonemize, [texts[i] for i in indices], language)
+            except InputError as exc:
+                # One bad request must not fail the others batched with it.
+                words = [exc] * len(indices)
+            for i, w in zip(indices, words, strict=False):
+                results[i] = w
+        return results

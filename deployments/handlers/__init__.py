@@ -1,0 +1,1 @@
+"""Unmodified RunPod worker handlers served through `serve_app.runpod_worker`."""

@@ -1,0 +1,1 @@
+"""The HTTP boundary: request/response models, routes, error mapping."""

@@ -1,0 +1,75 @@
+"""Request dependencies: the runtime, API-key auth, bounded JSON bodies."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from serve_app.api.errors import BadRequest, PayloadTooLarge, Unauthorized
+from serve_app.jobs.dispatcher import Endpoint
+from serve_app.jobs.service import JobService
+from serve_app.settings import JobSettings
+
+
+@dataclass
+class Runtime:
+    """What the routes need, built once per ingress replica."""
+
+    service: JobService
+    endpoints: dict[str, Endpoint]
+    settings: JobSettings
+
+
+_runtime: Runtime | None = None
+
+
+def install_runtime(runtime: Runtime) -> None:
+    """Called once by the ingress replica. A module global rather than `app.state`:
+    Serve runs a deserialized copy of the FastAPI app, not the object defined here."""
+    global _runtime
+    _runtime = runtime
+
+
+async def get_runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the ingress has not finished starting")
+    return _runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def require_api_key(request: Request, runtime: RuntimeDep) -> None:
+    """Accept `Authorization: Bearer <key>` and the bare `Authorization: <key>`."""
+    keys = runtime.settings.api_keys
+    if not keys:
+        return
+    header = request.headers.get("authorization", "").strip()
+    if not header:
+        raise Unauthorized("missing Authorization header (Bearer <api key>)")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else header
+    if not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
+        raise Unauthorized("invalid API key")
+
+
+async def read_json(request: Request, limit_bytes: int) -> Any:
+    """The body parsed as JSON, refused with 413 as soon as it passes `limit_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit_bytes:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of "
+                              f"{limit_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit_bytes:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc

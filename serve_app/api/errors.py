@@ -1,0 +1,92 @@
+"""Exceptions map to JSON error responses in this one place."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deployments.common.errors import InputError
+from serve_app.jobs.service import UnknownEndpoint, UnknownJob
+from serve_app.jobs.store import NotRetryable, QueueFull
+
+logger = logging.getLogger("ray.serve")
+
+
+class ApiError(Exception):
+    """An error the caller caused; subclasses carry the status code."""
+
+    status_code = 400
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class BadRequest(ApiError):
+    status_code = 400
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+
+
+STATUS_BY_TYPE: dict[type[Exception], int] = {
+    UnknownEndpoint: 404,
+    UnknownJob: 404,
+    QueueFull: 429,
+    NotRetryable: 400,
+}
+
+
+def _json(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def _fixed_status(status: int):  # noqa: ANN202 - a Starlette exception handler
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        return _json(status, str(exc))
+
+    return handler
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {err.get('msg')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _json(exc.status_code, str(exc))
+
+    @app.exception_handler(InputError)
+    async def _input_error(_: Request, exc: InputError) -> JSONResponse:
+        return _json(exc.status_code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json(400, describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json(exc.status_code, str(exc.detail))
+
+    for exc_type, status in STATUS_BY_TYPE.items():
+        app.add_exception_handler(exc_type, _fixed_status(status))
+
+    @app.exception_handler(Exception)
+    async def _other(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return _json(500, f"internal error: {exc.__class__.__name__}: {exc}")

@@ -1,0 +1,151 @@
+"""RunPod's serverless queue API under /v2/{endpoint_id}."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+
+from serve_app.api.deps import RuntimeDep, read_json, require_api_key
+from serve_app.api.errors import BadRequest
+from serve_app.api.schemas import (
+    ErrorBody,
+    HealthBody,
+    JobRef,
+    JobStatusBody,
+    PurgeBody,
+    RunRequest,
+    StreamBody,
+)
+from serve_app.jobs.model import Job
+from serve_app.jobs.service import Submission
+from serve_app.settings import JobSettings
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 429)
+}
+RUN_BODY = {"requestBody": {"content": {"application/json": {
+    "schema": RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+router = APIRouter(prefix="/v2/{endpoint_id}", tags=["jobs (RunPod API)"],
+                   dependencies=[Depends(require_api_key)], responses=ERRORS)
+
+
+def _in_range(name: str, value: int | None, low: int, high: int) -> int | None:
+    if value is not None and not low <= value <= high:
+        raise BadRequest(f"policy.{name} must be between {low} and {high} ms, got {value}")
+    return value
+
+
+def parse_submission(body: Any, settings: JobSettings) -> Submission:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object with an 'input' object")
+    if "input" not in body:
+        raise BadRequest("request body has no 'input'")
+    if not isinstance(body["input"], dict):
+        raise BadRequest(f"'input' must be a JSON object, not {type(body['input']).__name__}")
+    try:
+        request = RunRequest.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(f"invalid request: {problems}") from exc
+    policy, limits = request.policy, settings.policy
+    return Submission(
+        input=request.input,
+        webhook=str(request.webhook) if request.webhook else None,
+        execution_timeout_ms=_in_range("executionTimeout", policy and policy.executionTimeout,
+                                       limits.execution_timeout_min_ms,
+                                       limits.execution_timeout_max_ms),
+        ttl_ms=_in_range("ttl", policy and policy.ttl, limits.ttl_min_ms, limits.ttl_max_ms),
+        low_priority=bool(policy and policy.lowPriority),
+        s3_config=request.s3Config.model_dump() if request.s3Config else None,
+    )
+
+
+def clamp_wait(wait: int | None, default: int, low: int, high: int) -> int:
+    return default if wait is None else max(low, min(high, wait))
+
+
+def status_body(job: Job) -> dict[str, Any]:
+    return job.status_object()
+
+
+@router.post("/run", response_model=JobRef, openapi_extra=RUN_BODY,
+             summary="Queue a job")
+async def run(endpoint_id: str, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    settings = runtime.settings
+    body = await read_json(request, settings.run_body_limit_bytes)
+    job = await runtime.service.submit(endpoint_id, parse_submission(body, settings), sync=False)
+    return {"id": job.id, "status": job.status.value}
+
+
+@router.post("/runsync", response_model=JobStatusBody, response_model_exclude_none=True,
+             openapi_extra=RUN_BODY, summary="Run a job and wait for it (up to `wait` ms)")
+async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
+                  wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+    settings = runtime.settings
+    body = await read_json(request, settings.runsync_body_limit_bytes)
+    job = await runtime.service.submit(endpoint_id, parse_submission(body, settings), sync=True)
+    wait_ms = clamp_wait(wait, settings.runsync_wait_default_ms, settings.runsync_wait_min_ms,
+                         settings.runsync_wait_max_ms)
+    job = await runtime.service.wait(endpoint_id, job.id, wait_ms)
+    if job.status.terminal:
+        return status_body(job)
+    return {"id": job.id, "status": job.status.value}
+
+
+@router.api_route("/status/{job_id}", methods=["GET", "POST"], response_model=JobStatusBody,
+                  response_model_exclude_none=True, summary="A job's status")
+async def status(endpoint_id: str, job_id: str, runtime: RuntimeDep,
+                 ttl: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+    return status_body(await runtime.service.status(endpoint_id, job_id, ttl))
+
+
+@router.api_route("/status-sync/{job_id}", methods=["GET", "POST"],
+                  response_model=JobStatusBody, response_model_exclude_none=True,
+                  summary="A job's status, long-polled until it ends or `wait` runs out")
+async def status_sync(endpoint_id: str, job_id: str, runtime: RuntimeDep,
+                      wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+    s = runtime.settings
+    wait_ms = clamp_wait(wait, s.runsync_wait_default_ms, 0, s.runsync_wait_max_ms)
+    return status_body(await runtime.service.wait(endpoint_id, job_id, wait_ms))
+
+
+@router.api_route("/stream/{job_id}", methods=["GET", "POST"], response_model=StreamBody,
+                  summary="Stream chunks not returned before")
+async def stream(endpoint_id: str, job_id: str, runtime: RuntimeDep,
+                 wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+    wait_ms = clamp_wait(wait, 0, 0, runtime.settings.runsync_wait_max_ms)
+    job, chunks = await runtime.service.stream(endpoint_id, job_id, wait_ms)
+    return {"status": job.status.value, "stream": [{"output": c} for c in chunks]}
+
+
+@router.post("/cancel/{job_id}", response_model=JobRef, summary="Cancel a queued or running job")
+async def cancel(endpoint_id: str, job_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    job = await runtime.service.cancel(endpoint_id, job_id)
+    return {"id": job.id, "status": job.status.value}
+
+
+@router.post("/retry/{job_id}", response_model=JobRef,
+             summary="Queue a FAILED or TIMED_OUT job again")
+async def retry(endpoint_id: str, job_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    job = await runtime.service.retry(endpoint_id, job_id)
+    return {"id": job.id, "status": job.status.value}
+
+
+@router.post("/purge-queue", response_model=PurgeBody, summary="Remove queued jobs")
+async def purge_queue(endpoint_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    return {"removed": await runtime.service.purge_queue(endpoint_id), "status": "completed"}
+
+
+@router.get("/health", response_model=HealthBody, summary="Job and worker counts")
+async def health(endpoint_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    return await runtime.service.health(endpoint_id)
+
+
+@router.get("/dead-letter", response_model=list[JobStatusBody], response_model_exclude_none=True,
+            summary="FAILED jobs, newest first (lease exhaustion, handler errors)")
+async def dead_letter(endpoint_id: str, runtime: RuntimeDep,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    return [status_body(j) for j in await runtime.service.dead_letters(endpoint_id, limit)]

@@ -1,0 +1,92 @@
+"""Pydantic models at the HTTP boundary (RunPod's field names)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+JobState = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    executionTimeout: int | None = Field(None, description="ms; the job ends TIMED_OUT past it")
+    ttl: int | None = Field(None, description="ms; the job's whole life, queue time included")
+    lowPriority: bool = Field(False, description="queued behind normal jobs")
+
+
+class S3ConfigBody(BaseModel):
+    accessId: str
+    accessSecret: str
+    bucketName: str
+    endpointUrl: str | None = None
+
+
+class RunRequest(BaseModel):
+    """Body of `/run` and `/runsync`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: dict[str, Any] = Field(description="The endpoint's input object.",
+                                  examples=[{"text": "Hello world", "language": "en-us"}])
+    webhook: HttpUrl | None = Field(None, description="POSTed the status object when the job ends")
+    policy: Policy | None = None
+    s3Config: S3ConfigBody | None = None
+
+
+class JobStatusBody(BaseModel):
+    id: str
+    status: JobState
+    delayTime: int | None = None
+    executionTime: int | None = None
+    output: Any = None
+    error: str | None = None
+    workerId: str | None = None
+    retries: int = 0
+
+
+class JobRef(BaseModel):
+    id: str
+    status: JobState
+
+
+class StreamChunk(BaseModel):
+    output: Any
+
+
+class StreamBody(BaseModel):
+    status: JobState
+    stream: list[StreamChunk]
+
+
+class PurgeBody(BaseModel):
+    removed: int
+    status: Literal["completed"] = "completed"
+
+
+class HealthJobs(BaseModel):
+    completed: int
+    failed: int
+    inProgress: int
+    inQueue: int
+    retried: int
+
+
+class HealthWorkers(BaseModel):
+    idle: int
+    running: int
+    initializing: int
+    ready: int
+    throttled: int
+    unhealthy: int
+
+
+class HealthBody(BaseModel):
+    jobs: HealthJobs
+    workers: HealthWorkers
+
+
+class ErrorBody(BaseModel):
+    error: str

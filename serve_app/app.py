@@ -1,0 +1,27 @@
+"""The whole deployment graph, assembled in one place from `configs/serve.yaml` args."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from deployments.g2p.deployment import G2P
+from serve_app.ingress import Ingress
+from serve_app.runpod_worker import RunpodHandler
+from serve_app.settings import AppArgs, load_args
+
+
+def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
+    args = load_args(raw_args)
+    wanted = set(args.endpoints)
+    models: dict[str, Application] = {}
+    if "ipa-generation" in wanted:
+        models["ipa-generation"] = G2P.bind(args.g2p)
+    handlers = {
+        name: RunpodHandler.options(name=f"handler-{name}",
+                                    ray_actor_options={"num_cpus": spec.num_cpus})
+        .bind(spec.handler)
+        for name, spec in args.handlers.items()
+    }
+    return Ingress.bind({**models, **handlers}, list(handlers), args)

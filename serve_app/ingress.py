@@ -1,0 +1,56 @@
+"""The HTTP ingress: RunPod's job API, direct routes and OpenAPI docs on one FastAPI app.
+
+Each replica owns a dispatcher that runs queued jobs from the shared store.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.api import direct, jobs
+from serve_app.api.deps import Runtime, install_runtime
+from serve_app.api.errors import install_error_handlers
+from serve_app.callers import HandleCaller
+from serve_app.jobs.dispatcher import Dispatcher, Endpoint
+from serve_app.jobs.service import JobService
+from serve_app.jobs.store import open_store
+from serve_app.jobs.webhooks import WebhookSender
+from serve_app.settings import AppArgs
+
+app = FastAPI(
+    title="Ray Serve models behind RunPod's serverless API",
+    description="Point RunPod clients here with RUNPOD_ENDPOINT_BASE_URL=http://HOST:PORT/v2. "
+                "Direct routes (GET /endpoints) skip the job queue.",
+    version="0.1.0",
+)
+app.include_router(jobs.router)
+app.include_router(direct.router)
+install_error_handlers(app)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2000)
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, handles: dict[str, DeploymentHandle], event_endpoints: list[str],
+                 args: AppArgs) -> None:
+        specs = args.all_endpoints()
+        endpoints = {
+            name: Endpoint(name, specs[name], HandleCaller(handle), name in event_endpoints)
+            for name, handle in handles.items()
+        }
+        settings = args.jobs
+        self._store = open_store(settings.store_url)
+        self._webhooks = WebhookSender(settings.webhook_attempts, settings.webhook_retry_delay_s,
+                                       settings.webhook_timeout_s)
+        self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks)
+        service = JobService(self._store, self._dispatcher, self._webhooks,
+                             {n: e.spec for n, e in endpoints.items()}, settings)
+        install_runtime(Runtime(service, endpoints, settings))
+        self._dispatcher.start()
+
+    async def __del__(self) -> None:
+        await self._dispatcher.stop()
+        await self._webhooks.close()
+        await self._store.close()

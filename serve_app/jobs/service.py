@@ -1,0 +1,159 @@
+"""The job facade's verbs (submit, status, stream, cancel, retry, purge, health),
+independent of HTTP: the routes translate requests into these calls."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from serve_app.jobs.dispatcher import Dispatcher
+from serve_app.jobs.model import Job, JobStatus, NewJob, now_ms
+from serve_app.jobs.store import JobStore
+from serve_app.jobs.webhooks import WebhookSender
+from serve_app.settings import EndpointSpec, JobSettings
+
+
+class UnknownEndpoint(LookupError):
+    pass
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated `/run` or `/runsync` body."""
+
+    input: dict[str, Any]
+    webhook: str | None = None
+    execution_timeout_ms: int | None = None
+    ttl_ms: int | None = None
+    low_priority: bool = False
+    s3_config: dict[str, Any] | None = None
+
+
+class JobService:
+    def __init__(self, store: JobStore, dispatcher: Dispatcher, webhooks: WebhookSender,
+                 endpoints: dict[str, EndpointSpec], settings: JobSettings) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._webhooks = webhooks
+        self._endpoints = endpoints
+        self._settings = settings
+
+    def endpoint(self, endpoint_id: str) -> EndpointSpec:
+        spec = self._endpoints.get(endpoint_id)
+        if spec is None:
+            raise UnknownEndpoint(f"unknown endpoint {endpoint_id!r}; serving: "
+                                  f"{', '.join(sorted(self._endpoints))}")
+        return spec
+
+    async def _job(self, endpoint_id: str, job_id: str) -> Job:
+        self.endpoint(endpoint_id)
+        job = await self._store.get(job_id)
+        if job is None or job.endpoint != endpoint_id:
+            raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r} "
+                             "(unknown, or expired and removed)")
+        return job
+
+    async def submit(self, endpoint_id: str, submission: Submission, sync: bool) -> Job:
+        spec = self.endpoint(endpoint_id)
+        policy = self._settings.policy
+        retention = self._settings.runsync_retention_ms if sync else self._settings.run_retention_ms
+        job = NewJob(
+            id=f"{'sync-' if sync else ''}{uuid.uuid4()}-u1",
+            endpoint=endpoint_id,
+            input=submission.input,
+            execution_timeout_ms=submission.execution_timeout_ms
+            or policy.execution_timeout_default_ms,
+            ttl_ms=submission.ttl_ms or policy.ttl_default_ms,
+            retention_ms=retention,
+            low_priority=submission.low_priority,
+            webhook=submission.webhook,
+            s3_config=submission.s3_config,
+        )
+        stored = await self._store.create(job, spec.max_queue)
+        self._dispatcher.wake(endpoint_id)
+        return stored
+
+    async def status(self, endpoint_id: str, job_id: str, ttl_ms: int | None = None) -> Job:
+        job = await self._job(endpoint_id, job_id)
+        if ttl_ms is not None:
+            await self._store.shorten_ttl(job_id, ttl_ms)
+        return job
+
+    async def wait(self, endpoint_id: str, job_id: str, wait_ms: int) -> Job:
+        """The job once it ends, or as it stands when `wait_ms` runs out."""
+        deadline = now_ms() + wait_ms
+        while True:
+            job = await self._job(endpoint_id, job_id)
+            remaining_s = (deadline - now_ms()) / 1000
+            if job.status.terminal or remaining_s <= 0:
+                return job
+            await self._dispatcher.wait_ended(job_id, remaining_s)
+
+    async def stream(self, endpoint_id: str, job_id: str, wait_ms: int) -> tuple[Job, list]:
+        """New chunks; waits up to `wait_ms` for the first one while the job runs."""
+        deadline = now_ms() + wait_ms
+        while True:
+            self.endpoint(endpoint_id)
+            drained = await self._store.drain_stream(job_id)
+            if drained is None or drained[0].endpoint != endpoint_id:
+                raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
+            job, chunks = drained
+            if chunks or job.status.terminal or now_ms() >= deadline:
+                return job, chunks
+            await asyncio.sleep(min(0.05, max(0.0, (deadline - now_ms()) / 1000)))
+
+    async def cancel(self, endpoint_id: str, job_id: str) -> Job:
+        await self._job(endpoint_id, job_id)
+        job = await self._store.cancel(job_id)
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
+        if job.status is JobStatus.CANCELLED:
+            self._dispatcher.interrupt(endpoint_id, job_id)
+            self._dispatcher.notify_ended(job_id)
+            self._webhooks.send(job)
+        return job
+
+    async def retry(self, endpoint_id: str, job_id: str) -> Job:
+        await self._job(endpoint_id, job_id)
+        job = await self._store.retry(job_id)
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
+        self._dispatcher.wake(endpoint_id)
+        return job
+
+    async def purge_queue(self, endpoint_id: str) -> int:
+        self.endpoint(endpoint_id)
+        return await self._store.purge_queue(endpoint_id)
+
+    async def dead_letters(self, endpoint_id: str, limit: int) -> list[Job]:
+        self.endpoint(endpoint_id)
+        return await self._store.list_jobs(endpoint_id, JobStatus.FAILED, limit)
+
+    async def health(self, endpoint_id: str) -> dict[str, dict[str, int]]:
+        spec = self.endpoint(endpoint_id)
+        counts = await self._store.counts(endpoint_id)
+        running = self._dispatcher.running_count(endpoint_id)
+        return {
+            "jobs": {
+                "completed": counts["COMPLETED"],
+                "failed": counts["FAILED"] + counts["TIMED_OUT"],
+                "inProgress": counts["IN_PROGRESS"],
+                "inQueue": counts["IN_QUEUE"],
+                "retried": counts["retried"],
+            },
+            # Workers are this replica's job slots for the endpoint.
+            "workers": {
+                "idle": spec.max_concurrency - running,
+                "running": running,
+                "initializing": 0,
+                "ready": spec.max_concurrency,
+                "throttled": 0,
+                "unhealthy": 0,
+            },
+        }

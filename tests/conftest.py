@@ -1,0 +1,44 @@
+"""Session-wide fixtures: one real local Ray cluster and Serve on a free port.
+
+Ray starts once per test session (starting it per test costs seconds each). It
+declares one logical GPU so fractional-GPU placement can be checked on a machine
+without one; model code still runs on the CPU where CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "true")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_cluster: None) -> Iterator[int]:
+    """Serve's HTTP proxy on a free port (tests run beside other Serve instances)."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()
