@@ -124,11 +124,11 @@ class EspeakBackend:
         word_lists = [WORD_RE.findall(t) for t in texts]
         flat = [w for words in word_lists for w in words]
         # One call for the whole batch: espeak's per-call overhead dominates short texts.
-        phonemized = backend.phonemize(flat, separator=Separator(phone=" ", word=" ", syllable=""),
+        phonemized = backend.phonemize(flat, separator=Separator(phone=" ", word="|", syllable=""),
                                        strip=True, njobs=1) if flat else []
         out, i = [], 0
         for words in word_lists:
-            out.append([WordPhones(word=w, phones=phonemized[i + k].split())
+            out.append([WordPhones(word=w, phones=phonemized[i + k].replace("|", " ").split())
                         for k, w in enumerate(words)])
             i += len(words)
         return out

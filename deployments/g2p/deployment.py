@@ -8,7 +8,7 @@ from collections import defaultdict
 from ray import serve
 
 from deployments.common.device import select_device
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, parse_input
 from deployments.g2p.backends import EspeakBackend, G2PBackend, GruutBackend, TransformersBackend
 from deployments.g2p.config import G2PArgs
 from deployments.g2p.types import G2PRequest, G2PResult, strip_stress
@@ -79,7 +79,7 @@ class G2P:
 
     async def run(self, job: dict) -> dict:
         """The `ipa-generation` endpoint: a RunPod-shaped job in, G2PResult JSON out."""
-        request = G2PRequest.model_validate(job.get("input") or {})
+        request = parse_input(G2PRequest, job.get("input"))
         result = await self.phonemize(request.text, request.language, request.backend,
                                       request.stress)
         return result.model_dump()

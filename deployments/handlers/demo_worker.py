@@ -3,7 +3,8 @@
 Served here by naming the module in `handlers:` of the config; the `start()` call at
 the bottom is captured rather than run.
 
-Input: {"steps": int, "delay_s": float, "fail": str | null, "echo": any}
+Input: {"steps": int, "delay_s": float, "fail": str | null, "raise": str | null,
+        "echo": any, "marker": path written when the work runs to its end}
 """
 
 import time
@@ -21,6 +22,9 @@ def handler(job):
         end = time.monotonic() + delay_s
         while time.monotonic() < end:
             time.sleep(min(0.05, end - time.monotonic()))
+    if job_input.get("marker"):
+        with open(job_input["marker"], "w") as f:
+            f.write(job["id"])
     if job_input.get("fail"):
         return {"error": str(job_input["fail"])}
     if job_input.get("raise"):

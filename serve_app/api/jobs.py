@@ -80,7 +80,7 @@ async def run(endpoint_id: str, request: Request, runtime: RuntimeDep) -> dict[s
     return {"id": job.id, "status": job.status.value}
 
 
-@router.post("/runsync", response_model=JobStatusBody, response_model_exclude_none=True,
+@router.post("/runsync", response_model=JobStatusBody, response_model_exclude_unset=True,
              openapi_extra=RUN_BODY, summary="Run a job and wait for it (up to `wait` ms)")
 async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
                   wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
