@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from ray import serve
 
-from deployments.common.device import select_device
+from deployments.common.device import select_device, visible_gpus
 from deployments.common.errors import InputError, parse_input
 from deployments.g2p.backends import EspeakBackend, G2PBackend, GruutBackend, TransformersBackend
 from deployments.g2p.config import G2PArgs
 from deployments.g2p.types import G2PRequest, G2PResult, strip_stress
 
+if TYPE_CHECKING:
+    import torch
 
-def load_backends(args: G2PArgs) -> dict[str, G2PBackend]:
+
+def load_backends(args: G2PArgs, device: torch.device | None = None) -> dict[str, G2PBackend]:
     """Instantiate the configured backends (heavy imports happen here)."""
     backends: dict[str, G2PBackend] = {}
     for name in args.backends:
@@ -31,7 +35,7 @@ def load_backends(args: G2PArgs) -> dict[str, G2PBackend]:
                 str(resolve_weights_dir(args.transformers_model_uri)),
                 args.transformers_language_tags,
                 args.transformers_max_new_tokens,
-                select_device(args.device, args.gpu_memory_fraction),
+                device or select_device(args.device, args.gpu_memory_fraction),
             )
         else:
             raise ValueError(f"unknown G2P backend {name!r}")
@@ -46,7 +50,8 @@ class G2P:
 
     def __init__(self, args: G2PArgs | dict | None = None) -> None:
         self._args = G2PArgs.model_validate(args or {})
-        self._backends = load_backends(self._args)
+        self._device = select_device(self._args.device, self._args.gpu_memory_fraction)
+        self._backends = load_backends(self._args, self._device)
         self._batched.set_max_batch_size(self._args.max_batch_size)
         self._batched.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
 
@@ -56,8 +61,14 @@ class G2P:
         if "batch_wait_timeout_s" in user_config:
             self._batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
 
-    def languages(self) -> dict[str, list[str]]:
-        return {name: sorted(b.languages()) for name, b in self._backends.items()}
+    async def describe(self) -> dict:
+        """Backends, their languages and where this replica runs (for operators)."""
+        return {
+            "backends": {name: sorted(b.languages()) for name, b in self._backends.items()},
+            "device": str(self._device),
+            "cuda_visible_devices": visible_gpus(),
+            "replica": serve.get_replica_context().replica_id.unique_id,
+        }
 
     async def phonemize(self, text: str, language: str = "en-us", backend: str | None = None,
                         stress: bool = False) -> G2PResult:

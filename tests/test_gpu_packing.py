@@ -1,0 +1,60 @@
+"""Fractional GPUs: the GPU config's shares pack model replicas onto one GPU.
+
+Ray is started with one logical GPU (tests/conftest.py), so placement is real Ray
+scheduling; the model code, finding no CUDA, falls back to the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import yaml
+
+GPU_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "serve.gpu.yaml"
+
+
+def gpu_deployments() -> tuple[dict, dict]:
+    app = yaml.safe_load(GPU_CONFIG.read_text())["applications"][0]
+    return app["args"], {d["name"]: d for d in app.get("deployments", [])}
+
+
+def test_every_model_deployment_has_a_fraction_and_a_matching_memory_cap() -> None:
+    args, deployments = gpu_deployments()
+    families = {"G2P": "g2p"}
+    for name, family in families.items():
+        gpus = deployments[name]["ray_actor_options"]["num_gpus"]
+        assert 0 < gpus < 1
+        assert args[family]["gpu_memory_fraction"] == gpus
+        # A YAML ray_actor_options replaces the code's, so CPUs must be restated.
+        assert "num_cpus" in deployments[name]["ray_actor_options"]
+
+
+def test_four_quarter_gpu_replicas_pack_onto_one_gpu(serve_port: int) -> None:
+    from ray import serve
+
+    from deployments.g2p.deployment import G2P
+
+    args, deployments = gpu_deployments()
+    options = deployments["G2P"]["ray_actor_options"]
+    app = G2P.options(name="G2PPacked", num_replicas=4, ray_actor_options=options).bind(
+        args["g2p"])
+    handle = serve.run(app, name="gpu-packing", route_prefix=None)
+    try:
+        async def describe_all() -> list[dict]:
+            seen: dict[str, dict] = {}
+            for _ in range(200):
+                info = await handle.describe.remote()
+                seen[info["replica"]] = info
+                if len(seen) == 4:
+                    break
+            return list(seen.values())
+
+        infos = asyncio.run(describe_all())
+        assert len(infos) == 4, "expected four replicas on the single GPU"
+        assert {i["cuda_visible_devices"] for i in infos} == {"0"}
+        assert {i["device"] for i in infos} == {"cpu"}  # no CUDA here: CPU fallback
+        status = serve.status().applications["gpu-packing"].deployments["G2PPacked"]
+        assert status.replica_states.get("RUNNING") == 4
+    finally:
+        serve.delete("gpu-packing")
