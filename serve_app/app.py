@@ -6,6 +6,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.dental.deployment import build_dental_app
 from deployments.g2p.deployment import G2P
 from serve_app.ingress import Ingress
 from serve_app.runpod_worker import RunpodHandler
@@ -18,6 +19,9 @@ def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
     models: dict[str, Application] = {}
     if "ipa-generation" in wanted:
         models["ipa-generation"] = G2P.bind(args.g2p)
+    if "dental-pano" in wanted:
+        # decode once, segmentation and detection concurrently, then findings
+        models["dental-pano"] = build_dental_app(args.dental)
     handlers = {
         name: RunpodHandler.options(name=f"handler-{name}",
                                     ray_actor_options={"num_cpus": spec.num_cpus})

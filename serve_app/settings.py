@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from deployments.dental.config import DentalArgs
 from deployments.g2p.config import G2PArgs
 
 MINUTE_MS = 60_000
@@ -87,6 +88,7 @@ class AppArgs(BaseModel):
         default_factory=lambda: {"ipa-generation": EndpointSpec(route="ipa")})
     handlers: dict[str, HandlerSpec] = Field(default_factory=dict)
     g2p: G2PArgs = Field(default_factory=G2PArgs)
+    dental: DentalArgs = Field(default_factory=DentalArgs)
 
     @field_validator("endpoints")
     @classmethod
@@ -102,7 +104,7 @@ class AppArgs(BaseModel):
 
 
 #: model endpoint ids this application knows how to build
-MODEL_ENDPOINTS = ("ipa-generation",)
+MODEL_ENDPOINTS = ("ipa-generation", "dental-pano")
 
 
 def load_args(raw: dict[str, Any] | AppArgs | None) -> AppArgs:

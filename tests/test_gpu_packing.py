@@ -21,11 +21,13 @@ def gpu_deployments() -> tuple[dict, dict]:
 
 def test_every_model_deployment_has_a_fraction_and_a_matching_memory_cap() -> None:
     args, deployments = gpu_deployments()
-    families = {"G2P": "g2p"}
-    for name, family in families.items():
+    caps = {"G2P": ("g2p", "gpu_memory_fraction"),
+            "ToothSegmenter": ("dental", "segmenter_gpu_memory_fraction"),
+            "FindingDetector": ("dental", "detector_gpu_memory_fraction")}
+    for name, (family, key) in caps.items():
         gpus = deployments[name]["ray_actor_options"]["num_gpus"]
         assert 0 < gpus < 1
-        assert args[family]["gpu_memory_fraction"] == gpus
+        assert args[family][key] == gpus
         # A YAML ray_actor_options replaces the code's, so CPUs must be restated.
         assert "num_cpus" in deployments[name]["ray_actor_options"]
 

@@ -1,0 +1,6 @@
+"""Dental panoramic radiographs: tooth segmentation + finding detection -> findings per tooth.
+
+Layers (see deployments/README.md): model code in `image`, `segmentation`,
+`detection`, `findings`, `overlay`, `report`; Serve deployments in `deployment`;
+settings in `config`; default checkpoints from `build_weights`.
+"""
