@@ -8,6 +8,7 @@ from ray.serve import Application
 
 from deployments.dental.deployment import build_dental_app
 from deployments.g2p.deployment import G2P
+from deployments.pd.deployment import build_pd_app
 from serve_app.ingress import Ingress
 from serve_app.runpod_worker import RunpodHandler
 from serve_app.settings import AppArgs, load_args
@@ -22,6 +23,9 @@ def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
     if "dental-pano" in wanted:
         # decode once, segmentation and detection concurrently, then findings
         models["dental-pano"] = build_dental_app(args.dental)
+    if "pd-segmentation" in wanted:
+        # signals -> windows batched across requests in the UNet1D segmenter -> regions
+        models["pd-segmentation"] = build_pd_app(args.pd)
     handlers = {
         name: RunpodHandler.options(name=f"handler-{name}",
                                     ray_actor_options={"num_cpus": spec.num_cpus})

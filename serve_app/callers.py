@@ -22,6 +22,10 @@ class HandleCaller:
             response.cancel()
             raise
 
+    async def method(self, name: str, *args: Any) -> Any:
+        """Another method of the endpoint's deployment (e.g. `healthz`, `render_html`)."""
+        return await getattr(self._handle, name).remote(*args)
+
     async def stream(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         events = self._handle.options(stream=True).run.remote(job)
         try:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from deployments.dental.config import DentalArgs
 from deployments.g2p.config import G2PArgs
+from deployments.pd.config import PDArgs
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -67,6 +68,10 @@ class EndpointSpec(BaseModel):
     max_queue: int = Field(10_000, ge=1)
     #: with a streaming endpoint the final output is the list of every chunk
     aggregate_stream: bool = True
+    #: `POST /<route>/html` renders the deployment's `render_html(job)` page
+    html: bool = False
+    #: `GET /<route>/healthz` returns the deployment's `healthz()`
+    healthz: bool = False
 
 
 class HandlerSpec(BaseModel):
@@ -89,6 +94,7 @@ class AppArgs(BaseModel):
     handlers: dict[str, HandlerSpec] = Field(default_factory=dict)
     g2p: G2PArgs = Field(default_factory=G2PArgs)
     dental: DentalArgs = Field(default_factory=DentalArgs)
+    pd: PDArgs = Field(default_factory=PDArgs)
 
     @field_validator("endpoints")
     @classmethod
@@ -104,7 +110,7 @@ class AppArgs(BaseModel):
 
 
 #: model endpoint ids this application knows how to build
-MODEL_ENDPOINTS = ("ipa-generation", "dental-pano")
+MODEL_ENDPOINTS = ("ipa-generation", "dental-pano", "pd-segmentation")
 
 
 def load_args(raw: dict[str, Any] | AppArgs | None) -> AppArgs:

@@ -23,7 +23,8 @@ def test_every_model_deployment_has_a_fraction_and_a_matching_memory_cap() -> No
     args, deployments = gpu_deployments()
     caps = {"G2P": ("g2p", "gpu_memory_fraction"),
             "ToothSegmenter": ("dental", "segmenter_gpu_memory_fraction"),
-            "FindingDetector": ("dental", "detector_gpu_memory_fraction")}
+            "FindingDetector": ("dental", "detector_gpu_memory_fraction"),
+            "PDSegmenter": ("pd", "gpu_memory_fraction")}
     for name, (family, key) in caps.items():
         gpus = deployments[name]["ray_actor_options"]["num_gpus"]
         assert 0 < gpus < 1

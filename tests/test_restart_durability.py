@@ -9,9 +9,11 @@ cluster by signalling its process group, which is what `ray stop` does to it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,10 @@ class Cluster:
                 "deployments": [{"name": "handler-serial", "graceful_shutdown_timeout_s": 1}],
             }],
         }))
+        # Its own temp dir (short: Ray's socket paths must fit 107 bytes), so the cluster
+        # never becomes the machine's "current cluster" that a later `ray.init()` or
+        # `serve run` would try to join after it is gone.
+        self.ray_tmp = tempfile.mkdtemp(prefix="rsp-ray-")
         self.procs: list[subprocess.Popen] = []
         self.log = (tmp / "cluster.log").open("ab")
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -59,7 +65,7 @@ class Cluster:
 
     def start(self) -> None:
         self._spawn(str(BIN / "ray"), "start", "--head", "--block", f"--port={self.gcs_port}",
-                    "--num-cpus=4", "--include-dashboard=true",
+                    "--num-cpus=4", "--include-dashboard=true", f"--temp-dir={self.ray_tmp}",
                     f"--dashboard-port={self.dash_port}", "--dashboard-host=127.0.0.1")
         self._wait(lambda: _answers(f"http://127.0.0.1:{self.dash_port}"), "ray start")
         self._spawn(str(BIN / "serve"), "run", str(self.config),
@@ -111,6 +117,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     for proc in c.procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(c.ray_tmp, ignore_errors=True)
 
 
 def test_accepted_jobs_survive_a_full_restart(cluster: Cluster) -> None:

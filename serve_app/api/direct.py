@@ -1,18 +1,22 @@
 """Plain synchronous routes (`POST /<route>`): the endpoint's input in, its output out,
-with no job record."""
+with no job record. Endpoints may also offer `POST /<route>/html` and
+`GET /<route>/healthz` (see EndpointSpec)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
 
 from deployments.common.errors import InputError
-from serve_app.api.deps import RuntimeDep, read_json, require_api_key
+from serve_app.api.deps import Runtime, RuntimeDep, read_json, require_api_key
 from serve_app.api.errors import ApiError, BadRequest
 from serve_app.api.schemas import ErrorBody
+from serve_app.jobs.dispatcher import Endpoint
 from serve_app.jobs.service import UnknownEndpoint
 
 router = APIRouter(tags=["direct"], dependencies=[Depends(require_api_key)],
@@ -20,6 +24,8 @@ router = APIRouter(tags=["direct"], dependencies=[Depends(require_api_key)],
 
 #: a direct call waits at most this long; longer work belongs on /run
 DIRECT_TIMEOUT_S = 300.0
+
+T = TypeVar("T")
 
 
 @router.get("/endpoints", summary="Served endpoints and their direct routes")
@@ -29,20 +35,47 @@ async def endpoints(runtime: RuntimeDep) -> dict[str, Any]:
             for name, e in runtime.endpoints.items()}
 
 
-@router.post("/{route}", summary="Run an endpoint directly (see GET /endpoints)")
-async def direct(route: str, request: Request, runtime: RuntimeDep) -> Any:
+def _endpoint(runtime: Runtime, route: str, feature: str | None = None) -> Endpoint:
     endpoint = next((e for e in runtime.endpoints.values() if e.spec.route == route), None)
-    if endpoint is None:
-        raise UnknownEndpoint(f"no route /{route}; see GET /endpoints")
+    if endpoint is None or (feature and not getattr(endpoint.spec, feature)):
+        suffix = f"/{feature}" if feature else ""
+        raise UnknownEndpoint(f"no route /{route}{suffix}; see GET /endpoints")
+    return endpoint
+
+
+async def _job(request: Request, runtime: Runtime) -> dict[str, Any]:
     body = await read_json(request, runtime.settings.runsync_body_limit_bytes)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object (the endpoint's input)")
-    job = {"id": f"direct-{uuid.uuid4()}", "input": body}
+    return {"id": f"direct-{uuid.uuid4()}", "input": body}
+
+
+async def _answer(endpoint: Endpoint, work: Awaitable[T]) -> T:
     try:
-        return await asyncio.wait_for(endpoint.caller.call(job), DIRECT_TIMEOUT_S)
+        return await asyncio.wait_for(work, DIRECT_TIMEOUT_S)
     except asyncio.TimeoutError as exc:
         raise ApiError(f"no answer within {DIRECT_TIMEOUT_S:.0f} s; submit long work to "
                        f"/v2/{endpoint.id}/run", status_code=504) from exc
     except InputError as exc:
         cause = getattr(exc, "cause", exc)  # unwrap Ray's RayTaskError
         raise InputError(str(cause), getattr(cause, "status_code", 400)) from None
+
+
+@router.post("/{route}", summary="Run an endpoint directly (see GET /endpoints)")
+async def direct(route: str, request: Request, runtime: RuntimeDep) -> Any:
+    endpoint = _endpoint(runtime, route)
+    return await _answer(endpoint, endpoint.caller.call(await _job(request, runtime)))
+
+
+@router.post("/{route}/html", response_class=HTMLResponse,
+             summary="The endpoint's result as an HTML page with plots")
+async def html(route: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
+    endpoint = _endpoint(runtime, route, "html")
+    job = await _job(request, runtime)
+    return HTMLResponse(await _answer(endpoint, endpoint.caller.method("render_html", job)))
+
+
+@router.get("/{route}/healthz", summary="The endpoint's model health")
+async def healthz(route: str, runtime: RuntimeDep) -> Any:
+    endpoint = _endpoint(runtime, route, "healthz")
+    return await _answer(endpoint, endpoint.caller.method("healthz"))

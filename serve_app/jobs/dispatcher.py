@@ -33,6 +33,9 @@ class EndpointCaller(Protocol):
     async def call(self, job: dict[str, Any]) -> Any:
         """Run a unary job and return its output."""
 
+    async def method(self, name: str, *args: Any) -> Any:
+        """Call another method of the endpoint (direct routes only)."""
+
     def stream(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Run a job that reports events: {"progress": x}, {"chunk": x}, {"output": x}
         or {"error": message}."""

@@ -1,0 +1,1 @@
+"""Partial-discharge (PD) segmentation: the original service's UNet1D, served with batching."""

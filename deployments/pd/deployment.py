@@ -1,0 +1,176 @@
+"""Serve deployments of the PD family: the batched segmenter and the job pipeline.
+
+`PDSegmenter` owns the UNet. Each signal's windows go one by one into a
+`@serve.batch` queue, so windows of concurrent requests share model calls and
+throughput grows with load. `PDPipeline` is the `pd-segmentation` endpoint: it takes a
+RunPod-shaped job, checks and preprocesses the signals, fans the kept rows out to the
+segmenter, and returns the original service's JSON report (or its HTML page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.common.device import select_device
+from deployments.common.errors import InputError
+from deployments.common.fetch import S3Config
+from deployments.pd import processing, report
+from deployments.pd.config import DEFAULT_WEIGHTS_URI, PDArgs
+from deployments.pd.inputs import load_signals, parse_input
+from deployments.pd.processing import Segmentation, SegmentSettings, segmentation_from_logits
+
+# Batch sizes kept for `batch_stats` (tests and the benchmark read them).
+BATCH_HISTORY = 10_000
+HEALTH_TIMEOUT_S = 10.0
+# `@serve.batch` defaults until `reconfigure` sets others.
+MAX_BATCH_SIZE = 64
+BATCH_WAIT_TIMEOUT_S = 0.005
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128)
+class PDSegmenter:
+    """UNet1D segmentation of preprocessed signals, windows batched across requests.
+
+    user_config keys: threshold, window_size, overlap, max_batch_size (windows per
+    model call), batch_wait_timeout_s. All apply to the next request, with no restart.
+    """
+
+    def __init__(self, weights_uri: str = DEFAULT_WEIGHTS_URI, device: str = "auto",
+                 gpu_memory_fraction: float | None = None) -> None:
+        # torch loads here, in the replica, never when the app is imported or built.
+        import torch
+
+        from deployments.pd.inference import PDModel
+
+        self.weights_uri = weights_uri
+        self.model = PDModel.from_uri(weights_uri, select_device(device, gpu_memory_fraction))
+        self._torch_threads = torch.get_num_threads()
+        self.settings = SegmentSettings()
+        self.batching = {"max_batch_size": MAX_BATCH_SIZE,
+                         "batch_wait_timeout_s": BATCH_WAIT_TIMEOUT_S}
+        self._batch_sizes: collections.deque[int] = collections.deque(maxlen=BATCH_HISTORY)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        unknown = set(user_config) - {"threshold", "window_size", "overlap",
+                                      "max_batch_size", "batch_wait_timeout_s"}
+        if unknown:
+            raise ValueError(f"unknown PDSegmenter user_config keys: {sorted(unknown)}")
+        changes = {k: user_config[k] for k in ("threshold", "window_size", "overlap")
+                   if k in user_config}
+        # Built whole and validated before it replaces the old one: a bad value leaves
+        # the running settings in place.
+        settings = dataclasses.replace(self.settings, **changes)
+        if "max_batch_size" in user_config:
+            self._predict.set_max_batch_size(int(user_config["max_batch_size"]))
+            self.batching["max_batch_size"] = int(user_config["max_batch_size"])
+        if "batch_wait_timeout_s" in user_config:
+            self._predict.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+            self.batching["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
+        self.settings = settings
+
+    async def segment(self, signal: np.ndarray) -> Segmentation:
+        """PD probabilities and regions of one preprocessed 1-D signal."""
+        settings = self.settings  # one request, one set of settings, even mid-reconfigure
+        signal = np.asarray(signal, dtype=np.float32)
+        windows = processing.split_windows(signal, settings.window_size, settings.overlap)
+        logits = await asyncio.gather(*(self._predict(window) for window in windows))
+        return segmentation_from_logits(np.stack(logits), signal.size, settings)
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
+    async def _predict(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        self._batch_sizes.append(len(windows))
+        # Windows cut before and after a window_size change can share a batch: run
+        # each length as its own stack.
+        by_length: dict[int, list[int]] = collections.defaultdict(list)
+        for i, window in enumerate(windows):
+            by_length[window.size].append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(windows)
+        for indices in by_length.values():
+            stack = np.stack([windows[i] for i in indices])
+            logits = await asyncio.to_thread(self.model.predict_windows, stack)
+            for i, row in zip(indices, logits, strict=True):
+                out[i] = row
+        return out
+
+    async def batch_stats(self, reset: bool = False) -> dict[str, Any]:
+        """The window batch sizes formed so far (most recent last); optionally clear them."""
+        sizes = list(self._batch_sizes)
+        if reset:
+            self._batch_sizes.clear()
+        return {"batch_sizes": sizes, **self.batching}
+
+    async def info(self) -> dict[str, Any]:
+        return {"weights_uri": self.weights_uri, "device": str(self.model.device),
+                "pid": os.getpid(), "torch_threads": self._torch_threads,
+                "parameters": self.model.parameters,
+                "settings": dataclasses.asdict(self.settings), "batching": dict(self.batching)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Analysis:
+    report: dict[str, Any]
+    processed: np.ndarray
+    segmentations: list[Segmentation]
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+class PDPipeline:
+    """The `pd-segmentation` endpoint: RunPod-shaped job in, the original's report out."""
+
+    def __init__(self, segmenter: DeploymentHandle,
+                 args: PDArgs | dict[str, Any] | None = None) -> None:
+        self.segmenter = segmenter
+        self.args = PDArgs.model_validate(args or {})
+        self.preprocess_params = processing.PreprocessParams(
+            chunk_rows=self.args.chunk_rows, min_peak=self.args.min_peak)
+
+    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """`{"id", "input": {...}, "s3Config"?}` -> the JSON report."""
+        return (await self._analyse(job)).report
+
+    async def render_html(self, job: dict[str, Any]) -> str:
+        """The same analysis as `run`, as an HTML page with a plot per signal."""
+        analysis = await self._analyse(job)
+        return await asyncio.to_thread(report.render_html, analysis.report, analysis.processed,
+                                       analysis.segmentations, self.args.limits.max_plot_rows)
+
+    async def healthz(self) -> dict[str, Any]:
+        model = await asyncio.wait_for(self.segmenter.info.remote(), HEALTH_TIMEOUT_S)
+        return {"status": "ok", "model_loaded": True, "model": model}
+
+    async def _analyse(self, job: dict[str, Any]) -> _Analysis:
+        if not isinstance(job, dict):
+            raise InputError("the job must be a JSON object with an input")
+        request = parse_input(job.get("input"))
+        s3 = S3Config.from_request(job.get("s3Config"))
+        signals = await asyncio.to_thread(load_signals, request, self.args.limits, s3)
+        processed, keep = await asyncio.to_thread(processing.preprocess, signals,
+                                                  self.preprocess_params)
+        kept_rows = [int(i) for i in np.flatnonzero(keep)]
+        # One call per signal: signals of one job spread over segmenter replicas, and
+        # their windows join other jobs' windows in the replicas' batches.
+        segmentations = await asyncio.wait_for(
+            asyncio.gather(*(self.segmenter.segment.remote(processed[row])
+                             for row in kept_rows)),
+            self.args.segment_timeout_s)
+        return _Analysis(report.build_report(len(signals), kept_rows, processed, segmentations),
+                         processed, list(segmentations))
+
+
+def build_pd_app(args: PDArgs | dict[str, Any]) -> serve.Application:
+    """The PD graph: PDPipeline -> PDSegmenter, bound from one PDArgs.
+
+    Also usable as a Serve `import_path` builder, which passes `args` as a plain dict.
+    """
+    args = PDArgs.model_validate(args)
+    segmenter = PDSegmenter.options(user_config=args.segmenter_user_config()).bind(
+        args.weights_uri, args.device, args.gpu_memory_fraction)
+    return PDPipeline.bind(segmenter, args.model_dump())

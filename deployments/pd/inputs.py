@@ -1,0 +1,230 @@
+"""The `pd-segmentation` job input: schema, decoding, and the checks on signals.
+
+Signals arrive as JSON arrays (one signal, or a list of equal-length signals) or as a
+`.npy` / CSV file given by URL (`https://`, `s3://`, `data:`) or as base64. Sizes are
+checked before anything large is converted: the JSON nesting lengths, the base64
+length, and the `.npy` header's shape (read from the first bytes of the base64, before
+the rest is decoded). Everything the caller got wrong raises `InputError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from deployments.common.errors import InputError
+from deployments.common.fetch import S3Config, fetch_input
+from deployments.pd.config import PDLimits
+
+# Below this the high-pass filter's edge transients are most of the signal.
+MIN_SAMPLES = 16
+NPY_MAGIC = b"\x93NUMPY"
+# Bytes read for an .npy header before the whole file is decoded or loaded: numpy pads
+# headers to 64 or 128 bytes, so 768 is ample for any 1-D or 2-D numeric array.
+NPY_HEADER_BYTES = 768
+_CSV_SPLIT = re.compile(r"[,;\s]+")
+
+
+class PDInput(BaseModel):
+    """`job["input"]`: exactly one of `signals`, `file_url`, `file_base64`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signals: Any = None
+    file_url: str | None = None
+    file_base64: str | None = None
+    format: Literal["npy", "csv"] | None = None  # default: sniffed from the bytes
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PDInput:
+        given = [name for name in ("signals", "file_url", "file_base64")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of signals, file_url or file_base64"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+def parse_input(raw: object) -> PDInput:
+    """Validate `job["input"]`, turning pydantic's errors into one readable InputError."""
+    if not isinstance(raw, dict):
+        raise InputError("input must be a JSON object")
+    try:
+        return PDInput.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid input: {problems}") from exc
+
+
+def check_shape(rows: int, samples: int, limits: PDLimits) -> None:
+    """Refuse shapes over the limits; called before the data is converted."""
+    if rows == 0 or samples == 0:
+        raise InputError("signals are empty")
+    if rows > limits.max_rows:
+        raise InputError(f"{rows} signals is more than the limit of {limits.max_rows}", 413)
+    if samples > limits.max_samples:
+        raise InputError(
+            f"signals of {samples} samples are longer than the limit of {limits.max_samples}",
+            413)
+    if rows * samples > limits.max_total_samples:
+        raise InputError(f"{rows} x {samples} samples is more than the limit of "
+                         f"{limits.max_total_samples} samples per request", 413)
+    if samples < MIN_SAMPLES:
+        raise InputError(f"signals need at least {MIN_SAMPLES} samples, got {samples}")
+
+
+def finish(array: np.ndarray, limits: PDLimits) -> np.ndarray:
+    """A checked (rows, samples) float64 array: 1-D becomes one row; values all finite."""
+    if array.ndim == 0 or array.ndim > 2:
+        raise InputError(f"signals must be 1-D (one signal) or 2-D (one per row), "
+                         f"got {array.ndim}-D with shape {list(array.shape)}")
+    if array.ndim == 1:
+        array = array[None, :]
+    check_shape(array.shape[0], array.shape[1], limits)
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"signals must be real numbers, got dtype {array.dtype}")
+    array = array.astype(np.float64, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"signals contain {int(bad.sum())} NaN, infinite or null values "
+                         f"(first at signal {row}, sample {col})")
+    return array
+
+
+def signals_from_json(value: object, limits: PDLimits) -> np.ndarray:
+    """Signals from a JSON array of numbers, or of equal-length arrays of numbers."""
+    if not isinstance(value, list):
+        raise InputError("signals must be a JSON array of numbers or of arrays of numbers")
+    if not value:
+        raise InputError("signals are empty")
+    if isinstance(value[0], list):
+        if not all(isinstance(row, list) for row in value):
+            raise InputError("signals mix arrays and numbers: give one array of numbers, "
+                             "or an array of arrays")
+        lengths = [len(row) for row in value]
+        ragged = next((i for i, n in enumerate(lengths) if n != lengths[0]), None)
+        if ragged is not None:
+            raise InputError(f"signals must all have the same length: signal 0 has "
+                             f"{lengths[0]} samples, signal {ragged} has {lengths[ragged]}")
+        if value[0] and isinstance(value[0][0], list):
+            raise InputError("signals must be 1-D (one signal) or 2-D (one per row), got 3-D "
+                             "or deeper nesting")
+        check_shape(len(value), lengths[0], limits)
+    else:
+        check_shape(1, len(value), limits)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"signals must contain only numbers: {exc}") from exc
+    return finish(array, limits)
+
+
+def npy_header(prefix: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the start of an `.npy` file, without reading its data."""
+    stream = io.BytesIO(prefix)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(stream)
+    except (ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"not a readable .npy file: {exc}") from exc
+    return shape, dtype
+
+
+def check_npy_header(prefix: bytes, limits: PDLimits) -> None:
+    """Refuse an `.npy` whose declared shape or dtype is unacceptable."""
+    shape, dtype = npy_header(prefix)
+    if dtype.hasobject:
+        raise InputError(".npy files holding Python objects are not accepted")
+    if len(shape) == 0 or len(shape) > 2:
+        raise InputError(f"signals must be 1-D (one signal) or 2-D (one per row), "
+                         f"got {len(shape)}-D with shape {list(shape)}")
+    rows, samples = (1, shape[0]) if len(shape) == 1 else shape
+    check_shape(rows, samples, limits)
+
+
+def signals_from_npy(data: bytes, limits: PDLimits) -> np.ndarray:
+    check_npy_header(data[:NPY_HEADER_BYTES], limits)
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise InputError(f"not a readable .npy file: {exc}") from exc
+    return finish(array, limits)
+
+
+def signals_from_csv(data: bytes, limits: PDLimits) -> np.ndarray:
+    """One signal per line (comma, semicolon, tab or space separated); a header line is
+    skipped. A single column of numbers is read as one signal."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError("CSV input is not UTF-8 text (for .npy give format 'npy')") from exc
+    rows = [_CSV_SPLIT.split(line.strip()) for line in text.splitlines() if line.strip()]
+    if rows and not _is_number(rows[0][0]):
+        rows = rows[1:]
+    if not rows:
+        raise InputError("signals are empty")
+    if len(rows) > 1 and all(len(row) == 1 for row in rows):
+        rows = [[row[0] for row in rows]]
+    widths = [len(row) for row in rows]
+    ragged = next((i for i, n in enumerate(widths) if n != widths[0]), None)
+    if ragged is not None:
+        raise InputError(f"CSV rows must all have the same number of values: the first has "
+                         f"{widths[0]}, data row {ragged + 1} has {widths[ragged]}")
+    check_shape(len(rows), widths[0], limits)
+    try:
+        array = np.array(rows, dtype=np.float64)
+    except ValueError as exc:
+        raise InputError(f"CSV values must be numbers: {exc}") from exc
+    return finish(array, limits)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _peek_base64(encoded: str) -> bytes:
+    """The first bytes behind base64 text, decoding only its first characters."""
+    chars = NPY_HEADER_BYTES * 4 // 3
+    head = re.sub(r"\s+", "", encoded[:2 * chars])[:chars]
+    head = head[:len(head) // 4 * 4]
+    try:
+        return base64.b64decode(head, altchars=b"-_" if "-" in head or "_" in head else None)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"file_base64 is not valid base64: {exc}") from exc
+
+
+def load_signals(request: PDInput, limits: PDLimits, s3: S3Config | None = None) -> np.ndarray:
+    """The request's signals as a checked (rows, samples) float64 array.
+
+    Blocking (it may fetch a URL): call it off the event loop.
+    """
+    if request.signals is not None:
+        return signals_from_json(request.signals, limits)
+    if request.file_base64 is not None:
+        encoded = request.file_base64
+        payload = encoded.partition(",")[2] if encoded.startswith("data:") else encoded
+        prefix = _peek_base64(payload)
+        if request.format != "csv" and prefix.startswith(NPY_MAGIC):
+            check_npy_header(prefix, limits)
+        ref = encoded
+    else:
+        ref = request.file_url
+        if not re.match(r"^(https?|s3|data):", ref, re.IGNORECASE):
+            raise InputError("file_url must be an https://, http://, s3:// or data: URL")
+    data = fetch_input(ref, limits.max_input_bytes, limits.fetch_timeout_s, s3)
+    fmt = request.format or ("npy" if data.startswith(NPY_MAGIC) else "csv")
+    return signals_from_npy(data, limits) if fmt == "npy" else signals_from_csv(data, limits)
