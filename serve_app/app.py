@@ -9,6 +9,7 @@ from ray.serve import Application
 from deployments.dental.deployment import build_dental_app
 from deployments.g2p.deployment import G2P
 from deployments.pd.deployment import build_pd_app
+from deployments.pronunciation.deployment import build_pronunciation_app
 from serve_app.ingress import Ingress
 from serve_app.runpod_worker import RunpodHandler
 from serve_app.settings import AppArgs, load_args
@@ -18,8 +19,12 @@ def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
     args = load_args(raw_args)
     wanted = set(args.endpoints)
     models: dict[str, Application] = {}
+    g2p = G2P.bind(args.g2p)  # one G2P deployment serves both endpoints that need it
     if "ipa-generation" in wanted:
-        models["ipa-generation"] = G2P.bind(args.g2p)
+        models["ipa-generation"] = g2p
+    if "pronunciation-assessment" in wanted:
+        # G2P of the reference and phone recognition of the audio run concurrently -> scorer
+        models["pronunciation-assessment"] = build_pronunciation_app(g2p, args.pronunciation)
     if "dental-pano" in wanted:
         # decode once, segmentation and detection concurrently, then findings
         models["dental-pano"] = build_dental_app(args.dental)

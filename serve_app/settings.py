@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from deployments.dental.config import DentalArgs
 from deployments.g2p.config import G2PArgs
 from deployments.pd.config import PDArgs
+from deployments.pronunciation.config import AssessmentArgs
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -95,6 +96,7 @@ class AppArgs(BaseModel):
     g2p: G2PArgs = Field(default_factory=G2PArgs)
     dental: DentalArgs = Field(default_factory=DentalArgs)
     pd: PDArgs = Field(default_factory=PDArgs)
+    pronunciation: AssessmentArgs = Field(default_factory=AssessmentArgs)
 
     @field_validator("endpoints")
     @classmethod
@@ -110,7 +112,8 @@ class AppArgs(BaseModel):
 
 
 #: model endpoint ids this application knows how to build
-MODEL_ENDPOINTS = ("ipa-generation", "dental-pano", "pd-segmentation")
+MODEL_ENDPOINTS = ("ipa-generation", "pronunciation-assessment", "dental-pano",
+                   "pd-segmentation")
 
 
 def load_args(raw: dict[str, Any] | AppArgs | None) -> AppArgs:

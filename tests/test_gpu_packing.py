@@ -24,11 +24,13 @@ def test_every_model_deployment_has_a_fraction_and_a_matching_memory_cap() -> No
     caps = {"G2P": ("g2p", "gpu_memory_fraction"),
             "ToothSegmenter": ("dental", "segmenter_gpu_memory_fraction"),
             "FindingDetector": ("dental", "detector_gpu_memory_fraction"),
-            "PDSegmenter": ("pd", "gpu_memory_fraction")}
+            "PDSegmenter": ("pd", "gpu_memory_fraction"),
+            "PhoneRecognizer": ("pronunciation", "gpu_memory_fraction")}
     for name, (family, key) in caps.items():
         gpus = deployments[name]["ray_actor_options"]["num_gpus"]
         assert 0 < gpus < 1
-        assert args[family][key] == gpus
+        section = args[family]["recognizer"] if family == "pronunciation" else args[family]
+        assert section[key] == gpus
         # A YAML ray_actor_options replaces the code's, so CPUs must be restated.
         assert "num_cpus" in deployments[name]["ray_actor_options"]
 

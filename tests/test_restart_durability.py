@@ -52,7 +52,8 @@ class Cluster:
         # `serve run` would try to join after it is gone.
         self.ray_tmp = tempfile.mkdtemp(prefix="rsp-ray-")
         self.procs: list[subprocess.Popen] = []
-        self.log = (tmp / "cluster.log").open("ab")
+        self.log_path = tmp / "cluster.log"
+        self.log = self.log_path.open("ab")
         self.url = f"http://127.0.0.1:{self.http_port}"
 
     def _spawn(self, *args: str) -> subprocess.Popen:
@@ -67,11 +68,12 @@ class Cluster:
         self._spawn(str(BIN / "ray"), "start", "--head", "--block", f"--port={self.gcs_port}",
                     "--num-cpus=4", "--include-dashboard=true", f"--temp-dir={self.ray_tmp}",
                     f"--dashboard-port={self.dash_port}", "--dashboard-host=127.0.0.1")
-        self._wait(lambda: _answers(f"http://127.0.0.1:{self.dash_port}"), "ray start")
+        self._wait(lambda: _answers(f"http://127.0.0.1:{self.dash_port}"), "ray start",
+                   log=self.log_path)
         self._spawn(str(BIN / "serve"), "run", str(self.config),
                     f"--address=127.0.0.1:{self.gcs_port}")
         self._wait(lambda: httpx.get(f"{self.url}/v2/serial/health", timeout=2).status_code
-                   == 200, "serve run")
+                   == 200, "serve run", log=self.log_path)
 
     def stop(self) -> None:
         """`serve shutdown`, then end the cluster."""
@@ -90,7 +92,7 @@ class Cluster:
         self._wait(lambda: not _answers(self.url), "cluster shutdown")
 
     @staticmethod
-    def _wait(check, what: str, timeout_s: float = 180) -> None:
+    def _wait(check, what: str, timeout_s: float = 300, log: Path | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -99,7 +101,8 @@ class Cluster:
             except (httpx.HTTPError, OSError):
                 pass
             time.sleep(0.5)
-        raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        tail = log.read_text(errors="replace")[-3000:] if log else ""
+        raise AssertionError(f"{what} did not happen within {timeout_s} s\n{tail}")
 
 
 def _answers(url: str) -> bool:

@@ -1,0 +1,79 @@
+"""pocketsphinx on the Festival fixtures, scored against gruut's canonical phones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from deployments.common.errors import InputError
+from deployments.pronunciation.backends.sphinx import PocketsphinxBackend
+from deployments.pronunciation.scoring import score
+from deployments.pronunciation.types import AssessmentScores, CanonicalWord
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FOX = "the quick brown fox jumps over the lazy dog"
+OTHER = "my father will visit seven cities in the spring"
+
+
+@pytest.fixture(scope="module")
+def backend() -> PocketsphinxBackend:
+    return PocketsphinxBackend()
+
+
+def canonical(text: str) -> list[CanonicalWord]:
+    from gruut import sentences
+
+    return [CanonicalWord(word=w.text, phones=w.phonemes)
+            for s in sentences(text, lang="en-us") for w in s if w.is_spoken]
+
+
+def assess(backend: PocketsphinxBackend, name: str, text: str) -> AssessmentScores:
+    audio, rate = sf.read(FIXTURES / f"{name}.wav", dtype="float32")
+    assert rate == 16_000
+    return score(canonical(text), backend.recognize(audio, "en-us", text))
+
+
+@pytest.mark.parametrize("name,own,other", [("fox", FOX, OTHER), ("other", OTHER, FOX)])
+def test_own_sentence_beats_a_different_one(backend: PocketsphinxBackend, name: str, own: str,
+                                            other: str) -> None:
+    right, wrong = assess(backend, name, own), assess(backend, name, other)
+    assert right.per <= wrong.per / 2, (right.per, wrong.per)
+    assert right.score > wrong.score + 30, (right.score, wrong.score)
+
+
+def test_box_recording_flags_fox(backend: PocketsphinxBackend) -> None:
+    result = assess(backend, "box", FOX)
+    flagged = [w.word for w in result.words if w.verdict != "correct"]
+    assert "fox" in flagged and len(flagged) <= 2, [(w.word, w.score) for w in result.words]
+    fox = next(w for w in result.words if w.word == "fox")
+    # the aligner places the word, and its f fits the audio badly (a b was said)
+    assert fox.start is not None and fox.end is not None and fox.start < fox.end
+    f = next(p for p in result.phones if p.word_index == fox.index and p.expected == "f")
+    assert f.confidence is not None and f.confidence < 0.2
+    # ...while the same recording's own sentence passes "box"
+    own = assess(backend, "box", FOX.replace("fox", "box"))
+    assert next(w for w in own.words if w.word == "box").verdict == "correct"
+
+
+def test_hypothesis_does_not_come_from_the_reference(backend: PocketsphinxBackend) -> None:
+    audio, _ = sf.read(FIXTURES / "box.wav", dtype="float32")
+    with_text = backend.recognize(audio, "en-us", FOX)
+    without = backend.recognize(audio, "en-us", None)
+    # The text only adds an alignment; the phones heard are identical without it.
+    assert [p.phone for p in with_text.phones] == [p.phone for p in without.phones]
+    assert without.alignment is None and with_text.alignment is not None
+    # and they hold the b the speaker said, not the reference's f
+    assert "b" in [p.phone for p in with_text.phones]
+    starts = [p.start for p in with_text.phones]
+    assert starts == sorted(starts) and with_text.phones[-1].end <= 3.2
+
+
+def test_unaligned_words_and_languages(backend: PocketsphinxBackend) -> None:
+    audio, _ = sf.read(FIXTURES / "fox.wav", dtype="float32")
+    result = backend.recognize(audio, "en-us", FOX + " zqxv")
+    assert any("zqxv" in w for w in result.warnings)
+    assert result.alignment is not None and len(result.alignment) == 9
+    with pytest.raises(InputError, match="only knows English"):
+        backend.recognize(audio, "de", None)

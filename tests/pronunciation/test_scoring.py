@@ -1,0 +1,110 @@
+"""The scorer on hand-written phones: normalization, alignment, counts, verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.pronunciation.scoring import (
+    align,
+    normalize_phone,
+    parse_slashed,
+    parse_target_ipa,
+    score,
+    segment_ipa,
+)
+from deployments.pronunciation.types import (
+    AlignedPhone,
+    AlignedWord,
+    CanonicalWord,
+    Recognition,
+    RecognizedPhone,
+)
+
+
+def rec(phones: list[str], alignment: list[AlignedWord] | None = None) -> Recognition:
+    return Recognition(backend="test", phones=[RecognizedPhone(phone=p) for p in phones],
+                       alignment=alignment)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("ˈɪ", "ɪ"), ("ˌoʊ", "oʊ"), ("g", "ɡ"), ("ɝ", "ɚ"), ("ɜ˞", "ɚ"), ("r", "ɹ"),
+    ("t͡ʃ", "tʃ"), ("d͡ʒ", "dʒ"), ("ʌ", "ə"), ("ˈ", ""), ("|", ""),
+])
+def test_normalize_phone(raw: str, expected: str) -> None:
+    assert normalize_phone(raw) == expected
+
+
+def test_normalize_is_nfd() -> None:
+    assert normalize_phone("\u00e3") == normalize_phone("a\u0303") == "a\u0303"
+
+
+def test_segment_and_parse_target_ipa() -> None:
+    assert segment_ipa("t͡ʃiːz") == ["t͡ʃ", "iː", "z"]
+    words = parse_target_ipa("/h//ɛ//l//ˈoʊ/ wˈɝld")
+    assert [w.phones for w in words] == [["h", "ɛ", "l", "oʊ"], ["w", "ɚ", "l", "d"]]
+    assert parse_slashed("/p//h//o/") == ["p", "h", "o"]
+
+
+def test_align_ops() -> None:
+    assert align(list("kæt"), list("kæt")) == [("match", 0, 0), ("match", 1, 1),
+                                               ("match", 2, 2)]
+    assert align(list("kæt"), list("kt")) == [("match", 0, 0), ("deletion", 1, None),
+                                              ("match", 2, 1)]
+    assert align(list("kæt"), list("kæts")) == [("match", 0, 0), ("match", 1, 1),
+                                                ("match", 2, 2), ("insertion", None, 3)]
+    assert align(list("kæt"), list("bæt"))[0] == ("substitution", 0, 0)
+
+
+def test_features_pair_similar_phones() -> None:
+    # "pa" heard as "bza": pairing p with b (one feature apart) and inserting z beats
+    # pairing p with z; plain Levenshtein could pick either.
+    assert align(["p", "a"], ["b", "z", "a"]) == [
+        ("substitution", 0, 0), ("insertion", None, 1), ("match", 1, 2)]
+
+
+def test_counts_per_accuracy_and_words() -> None:
+    words = [CanonicalWord(word="the", phones=["ð", "ə"]),
+             CanonicalWord(word="fox", phones=["f", "ˈɑ", "k", "s"])]
+    # "the box" (ʌ and ə are one phoneme once stress is gone), then an extra phone
+    result = score(words, rec(["ð", "ʌ", "b", "ɑ", "k", "s", "t"]))
+    assert result.counts == {"reference": 6, "recognized": 7, "match": 5, "substitution": 1,
+                             "deletion": 0, "insertion": 1}
+    assert result.per == pytest.approx(2 / 6, abs=1e-4)
+    assert result.accuracy == pytest.approx(5 / 6, abs=1e-4)
+    the, fox = result.words
+    assert (the.verdict, the.score) == ("correct", 100.0)
+    assert fox.verdict == "mispronounced"  # (3 matched - 1 inserted) / 4 phones = 50
+    assert fox.score == 50.0 and fox.insertions == 1
+    assert result.target_ipa == "ðə fɑks"
+    assert result.score == pytest.approx((100 * 2 + 50 * 4) / 6, abs=0.1)
+
+
+def test_missing_word() -> None:
+    words = [CanonicalWord(word="big", phones=list("bɪɡ")),
+             CanonicalWord(word="cat", phones=list("kæt"))]
+    result = score(words, rec(list("bɪɡ")))
+    assert [w.verdict for w in result.words] == ["correct", "missing"]
+    assert result.per == pytest.approx(0.5)
+
+
+def test_gop_confidence_drives_word_score_and_times() -> None:
+    def phone(p: str, start: float, conf: float) -> AlignedPhone:
+        return AlignedPhone(phone=p, start=start, end=start + 0.1, gop=0.0, confidence=conf)
+
+    words = [CanonicalWord(word="fox", phones=list("fɑks"))]
+    alignment = [AlignedWord(word="fox", start=0.0, end=0.4, phones=[
+        phone("f", 0.0, 0.02), phone("ɑ", 0.1, 0.9), phone("k", 0.2, 0.9),
+        phone("s", 0.3, 0.9)])]
+    # The recognizer heard every phone right, but the aligner says f fits badly.
+    result = score(words, rec(list("fɑks"), alignment), gop_weight=1.0)
+    assert result.per == 0.0
+    assert result.words[0].score == pytest.approx(100 * (0.02 + 0.9 * 3) / 4, abs=0.1)
+    assert result.phones[0].start == 0.0 and result.phones[0].confidence == 0.02
+    assert result.words[0].start == 0.0 and result.words[0].end == 0.4
+    blended = score(words, rec(list("fɑks"), alignment), gop_weight=0.5)
+    assert blended.words[0].score > result.words[0].score
+
+
+def test_empty_reference_is_refused() -> None:
+    with pytest.raises(ValueError, match="no phones"):
+        score([CanonicalWord(word=",", phones=["|"])], rec(["a"]))
