@@ -1,8 +1,9 @@
 """What the RunPod job facade costs over calling the model directly.
 
 Measures `ipa-generation` through (a) the direct route POST /ipa, (b) /runsync, and
-(c) /run + polling /status, at concurrency 1 and 32, in one run on one Serve instance,
-and prints p50/p99 latency and throughput with (b) and (c) as ratios of (a).
+(c) /run + polling /status, and (d) /run + one long-polled /status-sync, at concurrency
+1 and 32, in one run on one Serve instance, and prints p50/p99 latency and throughput
+as ratios of (a).
 
     python bench/facade_overhead.py [--haproxy] [--requests-c1 100] [--requests-c32 400]
 
@@ -51,6 +52,12 @@ async def run_and_poll(c: httpx.AsyncClient) -> None:
         assert body["status"] in {"IN_QUEUE", "IN_PROGRESS"}, body
         await asyncio.sleep(interval)
         interval = min(POLL_MAX_S, interval * 2)
+
+
+async def run_and_long_poll(c: httpx.AsyncClient) -> None:
+    job = (await c.post("/v2/ipa-generation/run", json={"input": TEXT})).json()
+    body = (await c.get(f"/v2/ipa-generation/status-sync/{job['id']}?wait=60000")).json()
+    assert body["status"] == "COMPLETED", body
 
 
 async def measure(call: Callable[[httpx.AsyncClient], Awaitable[None]], base: str,
@@ -105,7 +112,8 @@ def main() -> None:
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     modes = {"(a) direct /ipa": direct, "(b) /runsync": runsync,
-             "(c) /run + /status": run_and_poll}
+             "(c) /run + /status": run_and_poll,
+             "(d) /run + status-sync": run_and_long_poll}
     print(f"proxy: {'HAProxy' if opts.haproxy else 'default'}; cores: {os.cpu_count()}")
     print(f"{'mode':<22}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}"
           f"{'p50/(a)':>9}{'req/s/(a)':>11}")
