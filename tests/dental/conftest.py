@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dental_helpers import S3Server, png_bytes
+from dental_helpers import DENTAL_APP, DENTAL_PREFIX, S3Server, png_bytes
 
 from deployments.dental.synthetic import synthetic_radiograph
 
@@ -38,3 +39,24 @@ def built_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     subprocess.run([sys.executable, "-m", "deployments.dental.build_weights", "--out", str(out)],
                    check=True, capture_output=True, timeout=300)
     return {"segmentation": out / "deeplabv3.pth", "detection": out / "yolo-seg.pt"}
+
+
+@pytest.fixture(scope="session")
+def dental_base(s3_server: str, serve_port: int,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`serve_app.app.build_app` serving only `dental-pano` (direct route `/dental`) with a
+    temporary SQLite job store; the app's base URL (route prefix included).
+
+    `s3_server` comes first so that, when this is what starts Ray, the replicas inherit
+    the S3 test server's AWS_* variables (boto3's default chain).
+    """
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    store = tmp_path_factory.mktemp("dental-jobs") / "jobs.sqlite3"
+    args = {"jobs": {"store_url": f"sqlite:///{store}", "poll_interval_s": 0.1},
+            "endpoints": {"dental-pano": {"route": "dental"}}}
+    serve.run(build_app(args), name=DENTAL_APP, route_prefix=DENTAL_PREFIX)
+    yield f"http://127.0.0.1:{serve_port}{DENTAL_PREFIX}"
+    serve.delete(DENTAL_APP)

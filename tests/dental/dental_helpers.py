@@ -38,3 +38,8 @@ class S3Server:
         """The RunPod-style `s3Config` of a job."""
         return {"accessId": self.access_id, "accessSecret": self.access_secret,
                 "bucketName": bucket, "endpointUrl": self.endpoint}
+
+
+#: the application of the HTTP tests (conftest.py `dental_base`): its Serve name and prefix
+DENTAL_APP = "dental-http"
+DENTAL_PREFIX = "/dentalapp"

@@ -243,3 +243,13 @@ def test_openapi_docs_are_served(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v2/{endpoint_id}/run" in paths and "/v2/{endpoint_id}/purge-queue" in paths
+
+
+def test_dead_letter_lists_failed_jobs_newest_first(client: httpx.Client) -> None:
+    first = client.post("/v2/demo/runsync", json={"input": {"fail": "first"}}).json()
+    second = client.post("/v2/demo/runsync", json={"input": {"fail": "second"}}).json()
+    ok = client.post("/v2/demo/runsync", json={"input": {}}).json()
+    listed = client.get("/v2/demo/dead-letter?limit=50").json()
+    ids = [j["id"] for j in listed]
+    assert ids.index(second["id"]) < ids.index(first["id"])
+    assert ok["id"] not in ids and all(j["status"] == "FAILED" for j in listed)
