@@ -32,9 +32,14 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[
           scale: float) -> None:
     """Text with a dark outline so it reads on both bone and background."""
     thickness = max(1, round(scale * 2))
-    for col, extra in (((0, 0, 0), thickness), (colour, 0)):
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, col,
-                    thickness + extra, cv2.LINE_AA)
+    x, y = origin
+    # The outline is the same glyphs shifted, not a thicker stroke: OpenCV spaces thicker
+    # glyphs further apart, which left a ghost of the text's end.
+    for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+        cv2.putText(canvas, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
+                cv2.LINE_AA)
 
 
 def _banner(canvas: np.ndarray, text: str | None) -> np.ndarray:

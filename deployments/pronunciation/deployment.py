@@ -108,9 +108,10 @@ class AssessmentPipeline:
                 timings))
             tasks.append(rec_task)
             recognition: Recognition = await rec_task
+            g2p_result = await g2p_task if g2p_task else None
             canonical = (
-                [CanonicalWord(word=w.word, phones=w.phones) for w in (await g2p_task).words]
-                if g2p_task else parse_target_ipa(request.target_ipa or ""))
+                [CanonicalWord(word=w.word, phones=w.phones) for w in g2p_result.words]
+                if g2p_result else parse_target_ipa(request.target_ipa or ""))
         except BaseException:
             for task in tasks:
                 task.cancel()
@@ -127,7 +128,8 @@ class AssessmentPipeline:
             **scores.model_dump(),
             language=request.language,
             recognizer=recognition.backend,
-            g2p_backend=args.g2p_backend if g2p_task else None,
+            # the backend that made the phones (args.g2p_backend None: G2P's default)
+            g2p_backend=g2p_result.backend if g2p_result else None,
             audio=AudioInfo(duration_s=round(audio.duration_s, 3),
                             source_format=audio.source_format,
                             source_sample_rate=audio.source_sample_rate,
