@@ -77,8 +77,9 @@ def decode_base64(data: str, max_bytes: int, what: str = "base64 data") -> bytes
     if len(data) * 3 // 4 > max_bytes:
         raise _too_large(what, max_bytes)
     try:
-        urlsafe = "-" in data or "_" in data
-        return base64.b64decode(data.strip(), altchars=b"-_" if urlsafe else None)
+        compact = "".join(data.split())  # line-wrapped base64 is common
+        urlsafe = "-" in compact or "_" in compact
+        return base64.b64decode(compact, altchars=b"-_" if urlsafe else None, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError(f"{what} is not valid base64: {exc}") from exc
 
