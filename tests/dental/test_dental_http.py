@@ -28,6 +28,7 @@ from dental_helpers import DENTAL_APP, S3Server, jpeg_bytes, png_bytes
 
 from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
 from deployments.dental.synthetic import synthetic_radiograph
+from tests.clients import runpod_sdk
 from tests.conftest import free_port
 
 TIMEOUT_S = 180
@@ -220,11 +221,8 @@ def test_run_and_status_with_a_16_bit_png(client: httpx.Client, png16_base64: st
 
 @pytest.fixture()
 def sdk(dental_base: str) -> Iterator[None]:
-    saved = runpod.api_key, runpod.endpoint_url_base
-    runpod.api_key = "any-key-works-on-an-open-server"
-    runpod.endpoint_url_base = f"{dental_base}/v2"
-    yield
-    runpod.api_key, runpod.endpoint_url_base = saved
+    with runpod_sdk(dental_base):
+        yield
 
 
 @pytest.mark.usefixtures("sdk")

@@ -21,6 +21,8 @@ import httpx
 import pytest
 import runpod
 
+from tests.clients import runpod_sdk
+
 ENDPOINT = "pronunciation-assessment"
 JOBS = f"/v2/{ENDPOINT}"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -40,11 +42,8 @@ def client(assess_base: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture()
 def sdk(assess_base: str) -> Iterator[None]:
-    saved = runpod.api_key, runpod.endpoint_url_base
-    runpod.api_key = "x"  # any key: the app has no api_keys
-    runpod.endpoint_url_base = f"{assess_base}/v2"
-    yield
-    runpod.api_key, runpod.endpoint_url_base = saved
+    with runpod_sdk(assess_base):
+        yield
 
 
 def b64(data: bytes) -> str:

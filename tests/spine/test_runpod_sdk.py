@@ -9,15 +9,14 @@ from collections.abc import Iterator
 import pytest
 import runpod
 
+from tests.clients import runpod_sdk
 from tests.spine.conftest import API_KEY
 
 
 @pytest.fixture()
 def sdk(base_url: str) -> Iterator[None]:
-    # What RUNPOD_ENDPOINT_BASE_URL does at import, set on the module instead.
-    runpod.api_key = "any-key-works-on-an-open-server"
-    runpod.endpoint_url_base = f"{base_url}/v2"
-    yield
+    with runpod_sdk(base_url):
+        yield
 
 
 def test_run_status_output(sdk: None) -> None:
