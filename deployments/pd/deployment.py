@@ -33,9 +33,16 @@ HEALTH_TIMEOUT_S = 10.0
 # `@serve.batch` defaults until `reconfigure` sets others.
 MAX_BATCH_SIZE = 64
 BATCH_WAIT_TIMEOUT_S = 0.005
+# `segment` calls one segmenter replica takes at once. PDPipeline makes one call per signal
+# (up to PDLimits.max_rows per job, 64 jobs at once), and calls past this limit wait in
+# Serve's router, which retries with backoff of up to 0.5 s while the replica idles: at
+# 128, 32 concurrent 8-signal jobs ran at a third of the model's speed. A waiting call
+# costs a coroutine; memory is bounded upstream by the pipeline's jobs and PDLimits.
+MAX_ONGOING_SEGMENTS = 4096
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128)
+@serve.deployment(ray_actor_options={"num_cpus": 0.25},
+                  max_ongoing_requests=MAX_ONGOING_SEGMENTS)
 class PDSegmenter:
     """UNet1D segmentation of preprocessed signals, windows batched across requests.
 

@@ -33,3 +33,13 @@ def test_reconfigure_applies_all_keys_or_none() -> None:
     # A refused config changes nothing.
     assert segmenter.settings == SegmentSettings(0.6, 512, 0.25)
     assert segmenter.batching["max_batch_size"] == 8
+
+
+def test_the_segmenter_takes_the_pipelines_fan_out() -> None:
+    """PDPipeline makes one `segment` call per signal. Calls past the segmenter's
+    max_ongoing_requests wait in Serve's router, which retries with backoff while the
+    replica idles (at 128, 32 concurrent 8-signal jobs over HTTP ran 3x slower than with
+    room for all). Eight jobs of the most signals a job may carry fit at once."""
+    from deployments.pd.config import PDLimits
+
+    assert PDSegmenter.max_ongoing_requests >= 8 * PDLimits().max_rows
