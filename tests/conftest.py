@@ -24,7 +24,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
+def ray_cluster(s3_server: str) -> Iterator[None]:
+    """Started after the S3 test server, so replicas inherit its AWS_* variables and
+    boto3's default chain reaches it from inside Ray too."""
     import ray
 
     ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False,

@@ -42,13 +42,10 @@ def built_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def dental_base(s3_server: str, serve_port: int,
+def dental_base(serve_port: int,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`serve_app.app.build_app` serving only `dental-pano` (direct route `/dental`) with a
     temporary SQLite job store; the app's base URL (route prefix included).
-
-    `s3_server` comes first so that, when this is what starts Ray, the replicas inherit
-    the S3 test server's AWS_* variables (boto3's default chain).
     """
     from ray import serve
 

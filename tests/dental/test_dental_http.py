@@ -15,7 +15,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cv2
@@ -28,7 +27,7 @@ from dental_helpers import DENTAL_APP, S3Server, jpeg_bytes, png_bytes
 
 from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
 from deployments.dental.synthetic import synthetic_radiograph
-from tests.clients import runpod_sdk
+from tests.clients import LocalHTTPServer, QuietHandler, runpod_sdk
 from tests.conftest import free_port
 
 TIMEOUT_S = 180
@@ -50,12 +49,12 @@ def client(dental_base: str) -> Iterator[httpx.Client]:
         yield c
 
 
-class FileServer:
+class FileServer(LocalHTTPServer):
     """A local http:// origin the replicas fetch from: /pan.jpg, /big.png (declares
     30 MB), anything else 404."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path == "/big.png":
                     self.send_response(200)
@@ -69,15 +68,7 @@ class FileServer:
                 self.end_headers()
                 self.wfile.write(body or b"")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        super().__init__(Handler)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +76,7 @@ def files() -> Iterator[FileServer]:
     rgb = np.repeat(synthetic_radiograph(*JPEG_SHAPE, seed=3)[:, :, None], 3, axis=2)
     server = FileServer({"/pan.jpg": jpeg_bytes(rgb)})
     yield server
-    server.server.shutdown()
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -298,12 +289,8 @@ def test_s3_in_and_out_through_the_sdk(s3: S3Server, bucket: str,
 
 def test_s3_input_through_the_default_chain(client: httpx.Client, s3_server: str, s3: S3Server,
                                             bucket: str) -> None:
-    """No s3Config: the replica reads s3:// with boto3's default chain. The replicas see
-    the test server only when its AWS_* variables were set before Ray started."""
-    pipeline = replica_process("DentalPipeline")
-    if pipeline.environ().get("AWS_ENDPOINT_URL") != s3_server:
-        pytest.skip("Ray started before the S3 test server: the replicas' default chain "
-                    "does not point at it")
+    """No s3Config: the replica reads s3:// with boto3's default chain (Ray starts after
+    the S3 test server, so the replicas inherit its AWS_* variables)."""
     r = client.post("/dental", json={"image_url": f"s3://{bucket}/scans/pan-0001.png"})
     assert r.status_code == 200, r.text
     check_csv(r.json()["csv_data"], file_name="pan-0001")  # inline: no s3Config for output

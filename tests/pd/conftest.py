@@ -12,14 +12,11 @@ PD_PREFIX = "/pdapp"
 
 
 @pytest.fixture(scope="package")
-def pd_base(s3_server: str, serve_port: int,
+def pd_base(serve_port: int,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`serve_app.app.build_app` serving only `pd-segmentation` (`/pd`, `/pd/html`,
     `/pd/healthz` and the job API) with a temporary SQLite job store, under its own
     route prefix beside other apps; the app's base URL, prefix included.
-
-    `s3_server` comes first so that, when this is what starts Ray, the replicas inherit
-    its AWS_* variables; the S3 tests still pass `endpointUrl` in the job's s3Config.
     """
     from ray import serve
 

@@ -12,14 +12,11 @@ ASSESS_PREFIX = "/assessapp"
 
 
 @pytest.fixture(scope="package")
-def assess_base(s3_server: str, serve_port: int,
+def assess_base(serve_port: int,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`serve_app.app.build_app` serving only `pronunciation-assessment` (direct route
     `POST /assess` and the job API under `/v2`) with a temporary SQLite job store, under
     its own app name and route prefix beside other apps; the base URL, prefix included.
-
-    `s3_server` comes first so that, when this is what starts Ray, the replicas inherit
-    its AWS_* variables; the S3 tests still pass `endpointUrl` in the job's s3Config.
     """
     from ray import serve
 

@@ -8,17 +8,15 @@ Endpoints: `ipa-generation` (the G2P model) and unchanged RunPod worker handlers
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.clients import LocalHTTPServer, QuietHandler
 
 API_KEY = "test-key-123"
 DEMO = "deployments.handlers.demo_worker"
@@ -93,29 +91,21 @@ def wait_for(client: httpx.Client, url: str, predicate, timeout_s: float = 60) -
     raise AssertionError(f"{url} never satisfied the condition; last: {body}")
 
 
-class Receiver:
+class Receiver(LocalHTTPServer):
     """A real local webhook receiver: /ok answers 200, /fail answers 500."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.calls.append((self.path, body))
                 self.send_response(200 if self.path.startswith("/ok") else 500)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        super().__init__(Handler)
 
     def received(self, path: str) -> list[dict]:
         return [body for p, body in self.calls if p == path]
@@ -125,4 +115,4 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
+    r.close()
