@@ -95,6 +95,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         self._loops = [loop.create_task(self._endpoint_loop(e)) for e in self._endpoints.values()]
         self._loops.append(loop.create_task(self._sweep_loop()))
+        self._store.watch_ended(self.notify_ended)
 
     async def stop(self) -> None:
         for task in self._loops:
@@ -122,7 +123,8 @@ class Dispatcher:
             event.set()
 
     async def wait_ended(self, job_id: str, timeout_s: float) -> None:
-        """Return when the job ends here, or after a poll interval (it may run elsewhere)."""
+        """Return when the job ends here or the store announces its end, or after a poll
+        interval (stores that cannot announce)."""
         event = self._ended.setdefault(job_id, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout=min(timeout_s,

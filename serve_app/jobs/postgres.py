@@ -1,11 +1,14 @@
 """The cluster job store: PostgreSQL, shared by ingress replicas on many nodes.
 
 Claims use `FOR UPDATE SKIP LOCKED`, so replicas polling the same queue never take the
-same job and never wait on each other's locks.
+same job and never wait on each other's locks. Job ends are announced with NOTIFY, so a
+`/runsync` or `/status-sync` waiting on one replica wakes when another replica finishes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +16,12 @@ from typing import Any, TypeVar
 from serve_app.jobs.sql import SCHEMA, Query, SqlJobStore
 
 T = TypeVar("T")
+
+logger = logging.getLogger("ray.serve")
+
+ENDED_CHANNEL = "rsp_job_ended"
+#: how often the listener checks whether the store was closed
+LISTEN_TICK_S = 0.5
 
 
 class PostgresJobStore(SqlJobStore):
@@ -26,6 +35,8 @@ class PostgresJobStore(SqlJobStore):
         self._dsn = dsn
         self._local = threading.local()
         self._connections: list[Any] = []
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
         self._executor.submit(self._transaction, self._create_schema).result()
 
     @staticmethod
@@ -42,7 +53,8 @@ class PostgresJobStore(SqlJobStore):
             self._connections.append(conn)
         return conn
 
-    def _transaction(self, work: Callable[[Query], T]) -> T:
+    def _transaction(self, work: Callable[[Query], T], write: bool = True) -> T:
+        # Row locks are taken by the statements themselves; `write` changes nothing here.
         conn = self._connection()
 
         def query(sql: str, params: tuple) -> list[tuple]:
@@ -57,7 +69,33 @@ class PostgresJobStore(SqlJobStore):
         conn.commit()
         return result
 
+    def _announce_ended(self, q: Query, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            q("SELECT pg_notify(?, ?)", (ENDED_CHANNEL, job_id))
+
+    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = threading.Thread(target=self._listen, args=(loop, on_ended),
+                                          name="jobstore-listen", daemon=True)
+        self._listener.start()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop, on_ended: Callable[[str], None]) -> None:
+        while not self._closed.is_set():
+            try:
+                with self._psycopg.connect(self._dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {ENDED_CHANNEL}")
+                    while not self._closed.is_set():
+                        for note in conn.notifies(timeout=LISTEN_TICK_S):
+                            loop.call_soon_threadsafe(on_ended, note.payload)
+            except Exception:
+                # Waiters still poll meanwhile; try again shortly.
+                logger.exception("listening for job ends failed; reconnecting")
+                self._closed.wait(1.0)
+
     async def close(self) -> None:
+        self._closed.set()
         await super().close()
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join)
         for conn in self._connections:
             conn.close()

@@ -89,12 +89,17 @@ class SqlJobStore(JobStore):
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobstore")
 
     @abstractmethod
-    def _transaction(self, work: Callable[[Query], T]) -> T:
-        """Run `work` in one transaction on the calling (worker) thread."""
+    def _transaction(self, work: Callable[[Query], T], write: bool = True) -> T:
+        """Run `work` in one transaction on the calling (worker) thread; `write=False`
+        promises it only reads, so it need not take a write lock."""
 
-    async def _run(self, work: Callable[[Query], T]) -> T:
+    def _announce_ended(self, q: Query, job_ids: list[str]) -> None:
+        """Tell every replica's waiters that these jobs ended, at commit. A no-op where
+        the database cannot notify: waiters then find out by polling."""
+
+    async def _run(self, work: Callable[[Query], T], write: bool = True) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._transaction, work)
+            self._executor, self._transaction, work, write)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -120,7 +125,7 @@ class SqlJobStore(JobStore):
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._run(lambda q: q(SELECT + " WHERE id = ? AND expires_at > ?",
-                                           (job_id, now_ms())))
+                                           (job_id, now_ms())), write=False)
         return row_to_job(rows[0]) if rows else None
 
     async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int) -> list[Job]:
@@ -191,6 +196,8 @@ class SqlJobStore(JobStore):
                 (status.value, _dump(output), error, now, now, now, job_id, worker_id,
                  JobStatus.IN_PROGRESS.value),
             )
+            if rows:
+                self._announce_ended(q, [job_id])
             return row_to_job(rows[0]) if rows else None
 
         return await self._run(work)
@@ -204,6 +211,8 @@ class SqlJobStore(JobStore):
               "WHERE id = ? AND expires_at > ? AND status NOT IN " + TERMINAL_SQL,
               (JobStatus.CANCELLED.value, now, now, now, job_id, now))
             rows = q(SELECT + " WHERE id = ? AND expires_at > ?", (job_id, now))
+            if rows:
+                self._announce_ended(q, [job_id])
             return row_to_job(rows[0]) if rows else None
 
         return await self._run(work)
@@ -255,12 +264,13 @@ class SqlJobStore(JobStore):
                            "AND retries > 0", (endpoint, now))[0]
             return counts | {"retried": retried}
 
-        return await self._run(work)
+        return await self._run(work, write=False)
 
     async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
         rows = await self._run(lambda q: q(
             SELECT + " WHERE endpoint = ? AND status = ? AND expires_at > ? "
-            "ORDER BY created_at DESC LIMIT ?", (endpoint, status.value, now_ms(), limit)))
+            "ORDER BY created_at DESC LIMIT ?", (endpoint, status.value, now_ms(), limit)),
+            write=False)
         return [row_to_job(r) for r in rows]
 
     async def requeue_expired_leases(self, max_retries: int) -> list[Job]:
@@ -277,7 +287,9 @@ class SqlJobStore(JobStore):
               "started_at = NULL, output = NULL, retries = retries + 1 "
               "WHERE status = ? AND lease_expires_at < ?",
               (JobStatus.IN_QUEUE.value, JobStatus.IN_PROGRESS.value, now))
-            return [row_to_job(r) for r in failed]
+            jobs = [row_to_job(r) for r in failed]
+            self._announce_ended(q, [j.id for j in jobs])
+            return jobs
 
         return await self._run(work)
 

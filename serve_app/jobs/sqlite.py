@@ -42,11 +42,11 @@ class SQLiteJobStore(SqlJobStore):
             self._local.conn = conn
         return conn
 
-    def _transaction(self, work: Callable[[Query], T]) -> T:
+    def _transaction(self, work: Callable[[Query], T], write: bool = True) -> T:
         conn = self._connection()
         # IMMEDIATE takes the write lock up front, so read-then-write steps can't interleave
-        # with another replica's.
-        conn.execute("BEGIN IMMEDIATE")
+        # with another replica's. Reads take a WAL snapshot and never wait for writers.
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             result = work(lambda sql, params: conn.execute(sql, params).fetchall())
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from serve_app.jobs.model import Job, JobStatus, NewJob
@@ -91,6 +92,10 @@ class JobStore(ABC):
     @abstractmethod
     async def delete_expired(self) -> int:
         """Remove jobs past `expires_at`."""
+
+    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+        """From now on call `on_ended(job_id)`, on the running event loop, whenever a job
+        ends on any replica. Stores that cannot notify leave it to waiters to poll."""
 
     @abstractmethod
     async def close(self) -> None:

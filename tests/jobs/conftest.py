@@ -33,17 +33,22 @@ def _drop_postgres_db(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/jobs.sqlite3"
-        return
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the configured server."""
     if not POSTGRES_DSN:
         pytest.skip("PostgreSQL store tests need a server: set RSP_TEST_POSTGRES_DSN "
                     "(e.g. postgresql://postgres@127.0.0.1:5432/postgres); .ci/run does")
     name, url = _fresh_postgres_db()
     yield url
     _drop_postgres_db(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.sqlite3"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture()

@@ -151,3 +151,35 @@ def test_jobs_survive_reopening_the_store(store_url: str) -> None:
     second = open_store(store_url)
     assert run(second.get("durable")).status is JobStatus.IN_QUEUE
     run(second.close())
+
+
+def test_every_replica_hears_of_job_ends(store_url: str) -> None:
+    """PostgreSQL announces finished, cancelled and dead-lettered jobs to other replicas'
+    waiters; SQLite cannot, and its waiters poll (nothing is announced)."""
+    worker, other = open_store(store_url), open_store(store_url)
+    announcing = store_url.startswith("postgres")
+
+    async def main() -> list[str]:
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        other.watch_ended(heard.put_nowait)
+        await asyncio.sleep(0.5)  # the listener is connected
+        for job_id in ("done", "cancelled", "lost"):
+            await worker.create(new(job_id), 10)
+        await worker.claim("e", "w1", 5_000, 1)
+        await worker.finish("done", "w1", JobStatus.COMPLETED, 1, None)
+        await worker.cancel("cancelled")
+        await worker.claim("e", "w1", 1, 1)
+        await asyncio.sleep(0.01)
+        await worker.requeue_expired_leases(max_retries=1)
+        got: list[str] = []
+        try:
+            while len(got) < 3:
+                got.append(await asyncio.wait_for(heard.get(), timeout=5 if announcing else 1))
+        except asyncio.TimeoutError:
+            pass
+        await other.close()
+        return got
+
+    got = run(main())
+    run(worker.close())
+    assert got == (["done", "cancelled", "lost"] if announcing else [])
