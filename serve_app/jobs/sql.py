@@ -21,6 +21,10 @@ COLUMNS = ("id", "endpoint", "status", "input", "created_at", "expires_at",
            "lease_expires_at")
 SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM jobs"
 RETURNING = " RETURNING " + ", ".join(COLUMNS)
+#: for status answers: the input can be megabytes and is never shown, so it is not read
+_BRIEF = ", ".join("NULL" if c == "input" else c for c in COLUMNS)
+SELECT_BRIEF = f"SELECT {_BRIEF} FROM jobs"
+RETURNING_BRIEF = f" RETURNING {_BRIEF}"
 TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in TERMINAL) + ")"
 
 SCHEMA = [
@@ -97,6 +101,9 @@ class SqlJobStore(JobStore):
         """Tell every replica's waiters that these jobs ended, at commit. A no-op where
         the database cannot notify: waiters then find out by polling."""
 
+    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+        """Nothing announces ends by default: waiters poll."""
+
     async def _run(self, work: Callable[[Query], T], write: bool = True) -> T:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._transaction, work, write)
@@ -114,7 +121,7 @@ class SqlJobStore(JobStore):
             rows = q(
                 "INSERT INTO jobs (id, endpoint, status, input, created_at, expires_at, "
                 "execution_timeout_ms, retention_ms, low_priority, webhook, s3_config) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING,
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
                 (job.id, job.endpoint, JobStatus.IN_QUEUE.value, json.dumps(job.input),
                  job.created_at, job.created_at + job.ttl_ms, job.execution_timeout_ms,
                  job.retention_ms, int(job.low_priority), job.webhook, _dump(job.s3_config)),
@@ -124,7 +131,7 @@ class SqlJobStore(JobStore):
         return await self._run(work)
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self._run(lambda q: q(SELECT + " WHERE id = ? AND expires_at > ?",
+        rows = await self._run(lambda q: q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?",
                                            (job_id, now_ms())), write=False)
         return row_to_job(rows[0]) if rows else None
 
@@ -174,7 +181,7 @@ class SqlJobStore(JobStore):
 
     async def drain_stream(self, job_id: str) -> tuple[Job, list[Any]] | None:
         def work(q: Query) -> tuple[Job, list[Any]] | None:
-            rows = q(SELECT + " WHERE id = ? AND expires_at > ?", (job_id, now_ms()))
+            rows = q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?", (job_id, now_ms()))
             if not rows:
                 return None
             chunks = q("DELETE FROM job_stream WHERE job_id = ? RETURNING seq, chunk",
@@ -220,7 +227,7 @@ class SqlJobStore(JobStore):
     async def retry(self, job_id: str) -> Job | None:
         def work(q: Query) -> Job | None:
             now = now_ms()
-            rows = q(SELECT + " WHERE id = ? AND expires_at > ?", (job_id, now))
+            rows = q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?", (job_id, now))
             if not rows:
                 return None
             job = row_to_job(rows[0])
@@ -231,7 +238,7 @@ class SqlJobStore(JobStore):
             rows = q(
                 "UPDATE jobs SET status = ?, output = NULL, error = NULL, started_at = NULL, "
                 "completed_at = NULL, worker_id = NULL, lease_expires_at = NULL, "
-                "retries = retries + 1, expires_at = ? + ? WHERE id = ?" + RETURNING,
+                "retries = retries + 1, expires_at = ? + ? WHERE id = ?" + RETURNING_BRIEF,
                 (JobStatus.IN_QUEUE.value, now, max(job.expires_at - now, job.retention_ms,
                                                      job.execution_timeout_ms), job_id),
             )
@@ -268,7 +275,7 @@ class SqlJobStore(JobStore):
 
     async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
         rows = await self._run(lambda q: q(
-            SELECT + " WHERE endpoint = ? AND status = ? AND expires_at > ? "
+            SELECT_BRIEF + " WHERE endpoint = ? AND status = ? AND expires_at > ? "
             "ORDER BY created_at DESC LIMIT ?", (endpoint, status.value, now_ms(), limit)),
             write=False)
         return [row_to_job(r) for r in rows]

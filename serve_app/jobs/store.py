@@ -23,6 +23,11 @@ class JobStore(ABC):
     Writes by a worker (`renew`, `set_progress`, `append_stream`, `finish`) only take
     effect while that worker still holds the job's lease, so a job whose lease expired
     and was handed to another worker cannot be finished twice.
+
+    A job's `input` is returned only where it is used: by `claim` (to run it) and by the
+    ends a webhook reports (`finish`, `cancel`, `requeue_expired_leases`). Elsewhere it is
+    None: status answers never show it, and a polled job's input of megabytes is not
+    read and decoded again on every poll.
     """
 
     @abstractmethod
@@ -93,6 +98,7 @@ class JobStore(ABC):
     async def delete_expired(self) -> int:
         """Remove jobs past `expires_at`."""
 
+    @abstractmethod
     def watch_ended(self, on_ended: Callable[[str], None]) -> None:
         """From now on call `on_ended(job_id)`, on the running event loop, whenever a job
         ends on any replica. Stores that cannot notify leave it to waiters to poll."""
