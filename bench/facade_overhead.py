@@ -3,11 +3,16 @@
 Measures `ipa-generation` through (a) the direct route POST /ipa, (b) /runsync, and
 (c) /run + polling /status, and (d) /run + one long-polled /status-sync, at concurrency
 1 and 32, in one run on one Serve instance, and prints p50/p99 latency and throughput
-as ratios of (a).
+as ratios of (a), with the polls (c) made per job; each figure is the median of
+interleaved rounds. Then (e): /status of a finished job
+alone, which prices one poll against one direct call.
 
-    python bench/facade_overhead.py [--haproxy] [--requests-c1 100] [--requests-c32 400]
+    python bench/facade_overhead.py [--haproxy] [--rounds 3] [--requests-c1 100]
+                                    [--requests-c32 400]
 
 Targets (issue 2): (b)/(c) p50 at c=1 <= 1.5x (a); throughput at c=32 >= 0.7x (a).
+The load generator shares the machine and runs at the Ray workers' priority
+(bench/fair_load.py).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,42 +37,74 @@ TEXT = {"text": "The quick brown fox jumps over the lazy dog", "language": "en-u
 POLL_FIRST_S, POLL_MAX_S = 0.005, 0.2
 
 
-async def direct(c: httpx.AsyncClient) -> None:
-    r = await c.post("/ipa", json=TEXT)
-    assert r.status_code == 200, r.text
+async def post(c: aiohttp.ClientSession, path: str, body: dict) -> dict:
+    async with c.post(path, json=body) as r:
+        answer = await r.json()
+        assert r.status == 200, answer
+        return answer
 
 
-async def runsync(c: httpx.AsyncClient) -> None:
-    r = await c.post("/v2/ipa-generation/runsync", json={"input": TEXT})
-    assert r.json()["status"] == "COMPLETED", r.text
+async def get(c: aiohttp.ClientSession, path: str) -> dict:
+    async with c.get(path) as r:
+        answer = await r.json()
+        assert r.status == 200, answer
+        return answer
 
 
-async def run_and_poll(c: httpx.AsyncClient) -> None:
-    job = (await c.post("/v2/ipa-generation/run", json={"input": TEXT})).json()
-    interval = POLL_FIRST_S
-    while True:
-        body = (await c.get(f"/v2/ipa-generation/status/{job['id']}")).json()
-        if body["status"] == "COMPLETED":
-            return
-        assert body["status"] in {"IN_QUEUE", "IN_PROGRESS"}, body
-        await asyncio.sleep(interval)
-        interval = min(POLL_MAX_S, interval * 2)
+async def direct(c: aiohttp.ClientSession) -> None:
+    await post(c, "/ipa", TEXT)
 
 
-async def run_and_long_poll(c: httpx.AsyncClient) -> None:
-    job = (await c.post("/v2/ipa-generation/run", json={"input": TEXT})).json()
-    body = (await c.get(f"/v2/ipa-generation/status-sync/{job['id']}?wait=60000")).json()
+async def runsync(c: aiohttp.ClientSession) -> None:
+    body = await post(c, "/v2/ipa-generation/runsync", {"input": TEXT})
     assert body["status"] == "COMPLETED", body
 
 
-async def measure(call: Callable[[httpx.AsyncClient], Awaitable[None]], base: str,
+class RunAndPoll:
+    """(c), counting the /status requests each job took."""
+
+    def __init__(self) -> None:
+        self.polls: list[int] = []
+
+    async def __call__(self, c: aiohttp.ClientSession) -> None:
+        job = await post(c, "/v2/ipa-generation/run", {"input": TEXT})
+        interval, polls = POLL_FIRST_S, 0
+        while True:
+            body = await get(c, f"/v2/ipa-generation/status/{job['id']}")
+            polls += 1
+            if body["status"] == "COMPLETED":
+                self.polls.append(polls)
+                return
+            assert body["status"] in {"IN_QUEUE", "IN_PROGRESS"}, body
+            await asyncio.sleep(interval)
+            interval = min(POLL_MAX_S, interval * 2)
+
+
+async def run_and_long_poll(c: aiohttp.ClientSession) -> None:
+    job = await post(c, "/v2/ipa-generation/run", {"input": TEXT})
+    body = await get(c, f"/v2/ipa-generation/status-sync/{job['id']}?wait=60000")
+    assert body["status"] == "COMPLETED", body
+
+
+def medians(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Per column (p50, p99, req/s), the median over rounds."""
+    return tuple(statistics.median(column) for column in zip(*runs, strict=True))
+
+
+async def run_once(base: str) -> str:
+    """A finished job's id."""
+    async with aiohttp.ClientSession(base_url=base) as c:
+        return (await post(c, "/v2/ipa-generation/runsync", {"input": TEXT}))["id"]
+
+
+async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[None]], base: str,
                   concurrency: int, total: int) -> tuple[float, float, float]:
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
     for _ in range(total):
         queue.put_nowait(None)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as c:
+    async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=120),
+                                     connector=aiohttp.TCPConnector(limit=concurrency)) as c:
         for _ in range(min(concurrency, 8)):  # warm connections and the model
             await call(c)
 
@@ -92,6 +129,8 @@ def main() -> None:
                         help="RAY_SERVE_ENABLE_HA_PROXY=1 (the README's recommended proxy)")
     parser.add_argument("--requests-c1", type=int, default=100)
     parser.add_argument("--requests-c32", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per mode; the table shows their medians")
     opts = parser.parse_args()
     if opts.haproxy:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -99,6 +138,7 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from bench.fair_load import compete_fairly
     from serve_app.app import build_app
     from tests.conftest import free_port
 
@@ -111,19 +151,34 @@ def main() -> None:
                                                           "max_concurrency": 32}}}),
               name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
-    modes = {"(a) direct /ipa": direct, "(b) /runsync": runsync,
-             "(c) /run + /status": run_and_poll,
-             "(d) /run + status-sync": run_and_long_poll}
+    compete_fairly()  # after Ray's own processes have started at normal priority
     print(f"proxy: {'HAProxy' if opts.haproxy else 'default'}; cores: {os.cpu_count()}")
     print(f"{'mode':<22}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}"
-          f"{'p50/(a)':>9}{'req/s/(a)':>11}")
+          f"{'p50/(a)':>9}{'req/s/(a)':>11}{'polls/job':>11}")
     for concurrency, total in ((1, opts.requests_c1), (32, opts.requests_c32)):
-        baseline: tuple[float, float, float] | None = None
+        poller = RunAndPoll()
+        modes = {"(a) direct /ipa": direct, "(b) /runsync": runsync,
+                 "(c) /run + /status": poller, "(d) /run + status-sync": run_and_long_poll}
+        # Rounds interleave the modes, so a slow spell on a shared machine hits them all.
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in modes}
+        for _ in range(opts.rounds):
+            for name, call in modes.items():
+                runs[name].append(asyncio.run(measure(call, base, concurrency, total)))
+        a_p50, _, a_rps = medians(runs["(a) direct /ipa"])
         for name, call in modes.items():
-            p50, p99, rps = asyncio.run(measure(call, base, concurrency, total))
-            baseline = baseline or (p50, p99, rps)
+            p50, p99, rps = medians(runs[name])
+            polls = f"{statistics.mean(poller.polls):>11.1f}" if call is poller else ""
             print(f"{name:<22}{concurrency:>5}{p50:>9.1f}{p99:>9.1f}{rps:>8.1f}"
-                  f"{p50 / baseline[0]:>9.2f}{rps / baseline[2]:>11.2f}")
+                  f"{p50 / a_p50:>9.2f}{rps / a_rps:>11.2f}{polls}")
+    finished = asyncio.run(run_once(base))
+
+    async def status_of_finished(c: aiohttp.ClientSession) -> None:
+        await get(c, f"/v2/ipa-generation/status/{finished}")
+
+    _, _, polls_per_s = asyncio.run(measure(status_of_finished, base, 32, 10 * opts.requests_c32))
+    print(f"(e) /status alone       32{polls_per_s:>26.1f}{polls_per_s / a_rps:>20.2f}")
+    print(f"one /status poll costs about 1/{polls_per_s / a_rps:.1f} of a direct call "
+          f"(server and client together, c=32)")
     serve.shutdown()
     ray.shutdown()
 

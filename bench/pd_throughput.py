@@ -126,10 +126,12 @@ def measure(args: argparse.Namespace, bodies: dict[int, list[bytes]],
     import ray
     from ray import serve
 
+    from bench.fair_load import compete_fairly
     from serve_app.app import build_app
     from tests.conftest import free_port
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    compete_fairly()  # after Ray's own processes have started at normal priority
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     url = f"http://127.0.0.1:{port}/pd"
