@@ -11,13 +11,16 @@ One run, on a private local Ray cluster, prints one table:
     segmenter's user_config) at the highest concurrency;
   - after each Serve measurement, while the replicas sit idle, the same checkpoint called
     in-process (the replica's torch thread count) on window stacks of the size that
-    measurement formed: each pair sees the same load on a shared machine. Once more at
+    measurement formed. Each row alternates the two `--rounds` times and shows medians,
+    so slow swings of a shared machine's speed hit both sides. Once more at
     max_batch_size, the model's best batching.
 
-    python bench/pd_throughput.py [--seconds 5] [--signals-per-request 8] [--haproxy]
+    python bench/pd_throughput.py [--seconds 4] [--rounds 3] [--signals-per-request 8]
+                                  [--haproxy]
 
 Target (issue 5): at concurrency 32, Serve >= 0.7x the in-process model at the batch size
-Serve formed. Everything (client, proxy, ingress, pipeline, segmenter, Ray) shares the
+Serve formed. The load generator runs at the Ray workers' priority (bench/fair_load.py).
+Everything (client, proxy, ingress, pipeline, segmenter, Ray) shares the
 machine's cores, and the segmenter's share of them bounds the ratio: on a small machine
 shared with other work, expect run-to-run swings. The load average and the segmenter
 replica's CPU use (1.0 = one core) are printed.
@@ -35,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,10 +123,25 @@ class Row:
     segmenter_cpu: float  # the segmenter replica's CPU time / wall time (1.0: one core)
 
 
+def measure_round(args: argparse.Namespace, url: str, bodies: list[bytes], concurrency: int,
+                  segmenter: Any, pid: int, local: InProcess
+                  ) -> tuple[float, float, float, float, float]:
+    """One Serve measurement, then the model in-process at the window batch Serve formed:
+    (signals/s, mean batch, p50 ms, segmenter CPU, in-process signals/s)."""
+    import psutil
+
+    segmenter.batch_stats.remote(reset=True).result()
+    replica = psutil.Process(pid)
+    cpu_before, wall_before = sum(replica.cpu_times()[:2]), time.perf_counter()
+    rate, p50 = asyncio.run(drive(url, bodies, concurrency, args.seconds))
+    cpu = (sum(replica.cpu_times()[:2]) - cpu_before) / (time.perf_counter() - wall_before)
+    batch = float(np.mean(segmenter.batch_stats.remote().result()["batch_sizes"]))
+    return rate, batch, p50, cpu, local.rate(max(1, round(batch)), args.seconds)
+
+
 def measure(args: argparse.Namespace, bodies: dict[int, list[bytes]],
             windows_per_signal: int) -> tuple[list[Row], float, int]:
     """The Serve rows, the in-process rate at max_batch_size, and the torch threads."""
-    import psutil
     import ray
     from ray import serve
 
@@ -159,23 +178,22 @@ def measure(args: argparse.Namespace, bodies: dict[int, list[bytes]],
             local = local or InProcess(threads, windows_per_signal)
             asyncio.run(drive(url, bodies[many], 8, 2.0))  # warm-up
             for concurrency, per_request in levels:
-                segmenter.batch_stats.remote(reset=True).result()
-                replica = psutil.Process(info["pid"])
-                cpu_before, wall_before = sum(replica.cpu_times()[:2]), time.perf_counter()
-                rate, p50 = asyncio.run(drive(url, bodies[per_request], concurrency,
-                                              args.seconds))
-                cpu = ((sum(replica.cpu_times()[:2]) - cpu_before)
-                       / (time.perf_counter() - wall_before))
-                batch = float(np.mean(segmenter.batch_stats.remote().result()["batch_sizes"]))
+                # Serve and in-process alternate for `rounds` rounds; medians of each
+                # cancel the slow swings of a shared machine's speed.
+                rounds = [measure_round(args, url, bodies[per_request], concurrency,
+                                        segmenter, info["pid"], local)
+                          for _ in range(args.rounds)]
+                rate, batch, p50, cpu, alone = (statistics.median(column)
+                                                for column in zip(*rounds, strict=True))
                 formed = max(1, round(batch))
-                alone = local.rate(formed, args.seconds)
                 rows.append(Row(f"Serve HTTP /pd, {label}", concurrency, per_request, rate,
                                 batch, p50, formed, alone, cpu))
                 print(f"  {label}, c={concurrency}, {per_request}/request: {rate:.1f} "
                       f"signals/s, window batch {batch:.1f}, segmenter CPU {cpu:.0%}; "
                       f"in-process at batch {formed}: {alone:.1f}", flush=True)
         serve.delete(APP)
-        full = local.rate(args.max_batch_size, args.seconds)
+        full = statistics.median(local.rate(args.max_batch_size, args.seconds)
+                                 for _ in range(args.rounds))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -184,7 +202,9 @@ def measure(args: argparse.Namespace, bodies: dict[int, list[bytes]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="Serve / in-process alternations per row; medians shown")
     parser.add_argument("--length", type=int, default=4096, help="samples per signal")
     parser.add_argument("--signals-per-request", type=int, default=8)
     parser.add_argument("--max-batch-size", type=int, default=64, help="windows per call")
@@ -212,7 +232,8 @@ def main() -> None:
     print(f"\nPD throughput over HTTP to POST /pd: {args.length}-sample signals "
           f"({windows_per_signal} windows of 1024), one segmenter replica, torch threads "
           f"{threads}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, proxy "
-          f"{'HAProxy' if args.haproxy else 'default'}, {args.seconds:g} s each\n")
+          f"{'HAProxy' if args.haproxy else 'default'}, {args.seconds:g} s each, "
+          f"medians of {args.rounds} rounds\n")
     print("| path | concurrency | signals/request | signals/s | mean window batch | "
           "p50 ms | segmenter CPU | in-process at that batch, signals/s | "
           "Serve / in-process | / c=1 |")
