@@ -4,8 +4,9 @@ Measures `ipa-generation` through (a) the direct route POST /ipa, (b) /runsync, 
 (c) /run + polling /status, and (d) /run + one long-polled /status-sync, at concurrency
 1 and 32, in one run on one Serve instance, and prints p50/p99 latency and throughput
 as ratios of (a), with the polls (c) made per job; each figure is the median of
-interleaved rounds. Then (e): /status of a finished job
-alone, which prices one poll against one direct call.
+interleaved rounds. Then, at c=32, (e) /status of a finished job alone, which prices one
+poll against one direct call, and (f) GET /endpoints, which touches no job or model:
+the price of any request through Serve's HTTP path here.
 
     python bench/facade_overhead.py [--haproxy] [--rounds 3] [--requests-c1 100]
                                     [--requests-c32 400]
@@ -175,10 +176,14 @@ def main() -> None:
     async def status_of_finished(c: aiohttp.ClientSession) -> None:
         await get(c, f"/v2/ipa-generation/status/{finished}")
 
-    _, _, polls_per_s = asyncio.run(measure(status_of_finished, base, 32, 10 * opts.requests_c32))
-    print(f"(e) /status alone       32{polls_per_s:>26.1f}{polls_per_s / a_rps:>20.2f}")
-    print(f"one /status poll costs about 1/{polls_per_s / a_rps:.1f} of a direct call "
-          f"(server and client together, c=32)")
+    async def endpoints(c: aiohttp.ClientSession) -> None:
+        await get(c, "/endpoints")
+
+    singles = {"(e) /status alone": status_of_finished, "(f) GET /endpoints": endpoints}
+    for name, call in singles.items():
+        _, _, rps = asyncio.run(measure(call, base, 32, 10 * opts.requests_c32))
+        print(f"{name:<22}{32:>5}{rps:>26.1f}{rps / a_rps:>20.2f}")
+        print(f"    one request costs about 1/{rps / a_rps:.1f} of a direct call")
     serve.shutdown()
     ray.shutdown()
 
