@@ -56,9 +56,11 @@ async def direct(c: aiohttp.ClientSession) -> None:
     await post(c, "/ipa", TEXT)
 
 
-async def runsync(c: aiohttp.ClientSession) -> None:
+async def runsync(c: aiohttp.ClientSession) -> str:
+    """(b); returns the finished job's id."""
     body = await post(c, "/v2/ipa-generation/runsync", {"input": TEXT})
     assert body["status"] == "COMPLETED", body
+    return body["id"]
 
 
 class RunAndPoll:
@@ -95,10 +97,10 @@ def medians(runs: list[tuple[float, float, float]]) -> tuple[float, float, float
 async def run_once(base: str) -> str:
     """A finished job's id."""
     async with aiohttp.ClientSession(base_url=base) as c:
-        return (await post(c, "/v2/ipa-generation/runsync", {"input": TEXT}))["id"]
+        return await runsync(c)
 
 
-async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[None]], base: str,
+async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[object]], base: str,
                   concurrency: int, total: int) -> tuple[float, float, float]:
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
