@@ -6,7 +6,9 @@ Measures `ipa-generation` through (a) the direct route POST /ipa, (b) /runsync, 
 as ratios of (a), with the polls (c) made per job; each figure is the median of
 interleaved rounds. Then, at c=32, (e) /status of a finished job alone, which prices one
 poll against one direct call, and (f) GET /endpoints, which touches no job or model:
-the price of any request through Serve's HTTP path here.
+the price of any request through Serve's HTTP path here. Every row also shows the CPU
+time all processes (replicas, HAProxy, Ray, this load generator) spent per call: on a
+machine this bench saturates, throughput ratios follow the CPU ratios.
 
     python bench/facade_overhead.py [--haproxy] [--rounds 3] [--requests-c1 100]
                                     [--requests-c32 400]
@@ -29,12 +31,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TEXT = {"text": "The quick brown fox jumps over the lazy dog", "language": "en-us"}
-#: (c) polls like a considerate client: first after 5 ms, then backing off to 200 ms.
-#: A fixed 5 ms poll at c=32 spends the ingress on IN_PROGRESS answers (measured: 0.45x).
+#: (c) polls like a considerate client: first 5 ms after /run (whose answer already said
+#: IN_QUEUE), then doubling up to 200 ms. Polling right after /run as well added a poll a
+#: job that never saw the job done (c=1: 1.73x instead of 1.44x); a fixed 5 ms poll at
+#: c=32 spends the ingress on IN_PROGRESS answers (0.45x).
 POLL_FIRST_S, POLL_MAX_S = 0.005, 0.2
 
 
@@ -73,14 +78,14 @@ class RunAndPoll:
         job = await post(c, "/v2/ipa-generation/run", {"input": TEXT})
         interval, polls = POLL_FIRST_S, 0
         while True:
+            await asyncio.sleep(interval)
+            interval = min(POLL_MAX_S, interval * 2)
             body = await get(c, f"/v2/ipa-generation/status/{job['id']}")
             polls += 1
             if body["status"] == "COMPLETED":
                 self.polls.append(polls)
                 return
             assert body["status"] in {"IN_QUEUE", "IN_PROGRESS"}, body
-            await asyncio.sleep(interval)
-            interval = min(POLL_MAX_S, interval * 2)
 
 
 async def run_and_long_poll(c: aiohttp.ClientSession) -> None:
@@ -89,8 +94,21 @@ async def run_and_long_poll(c: aiohttp.ClientSession) -> None:
     assert body["status"] == "COMPLETED", body
 
 
-def medians(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
-    """Per column (p50, p99, req/s), the median over rounds."""
+def cpu_seconds() -> float:
+    """CPU time used so far by every process we can see: Ray's, HAProxy and our own."""
+    total = 0.0
+    for process in psutil.process_iter(["cpu_times"]):
+        times = process.info["cpu_times"]
+        if times is not None:
+            total += times.user + times.system
+    return total
+
+
+Figures = tuple[float, float, float, float]  # p50 ms, p99 ms, req/s, CPU ms per call
+
+
+def medians(runs: list[Figures]) -> Figures:
+    """Per column, the median over rounds."""
     return tuple(statistics.median(column) for column in zip(*runs, strict=True))
 
 
@@ -101,7 +119,7 @@ async def run_once(base: str) -> str:
 
 
 async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[object]], base: str,
-                  concurrency: int, total: int) -> tuple[float, float, float]:
+                  concurrency: int, total: int) -> Figures:
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
     for _ in range(total):
@@ -118,12 +136,12 @@ async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[object]], ba
                 await call(c)
                 latencies.append(time.perf_counter() - t0)
 
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return statistics.median(latencies) * 1000, p99 * 1000, total / wall
+    return statistics.median(latencies) * 1000, p99 * 1000, total / wall, cpu / total * 1000
 
 
 def main() -> None:
@@ -156,23 +174,23 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     compete_fairly()  # after Ray's own processes have started at normal priority
     print(f"proxy: {'HAProxy' if opts.haproxy else 'default'}; cores: {os.cpu_count()}")
-    print(f"{'mode':<22}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}"
-          f"{'p50/(a)':>9}{'req/s/(a)':>11}{'polls/job':>11}")
+    print(f"{'mode':<22}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}{'p50/(a)':>9}"
+          f"{'req/s/(a)':>11}{'cpu ms':>8}{'cpu/(a)':>9}{'polls/job':>11}")
     for concurrency, total in ((1, opts.requests_c1), (32, opts.requests_c32)):
         poller = RunAndPoll()
         modes = {"(a) direct /ipa": direct, "(b) /runsync": runsync,
                  "(c) /run + /status": poller, "(d) /run + status-sync": run_and_long_poll}
         # Rounds interleave the modes, so a slow spell on a shared machine hits them all.
-        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in modes}
+        runs: dict[str, list[Figures]] = {name: [] for name in modes}
         for _ in range(opts.rounds):
             for name, call in modes.items():
                 runs[name].append(asyncio.run(measure(call, base, concurrency, total)))
-        a_p50, _, a_rps = medians(runs["(a) direct /ipa"])
+        a_p50, _, a_rps, a_cpu = medians(runs["(a) direct /ipa"])
         for name, call in modes.items():
-            p50, p99, rps = medians(runs[name])
+            p50, p99, rps, cpu = medians(runs[name])
             polls = f"{statistics.mean(poller.polls):>11.1f}" if call is poller else ""
             print(f"{name:<22}{concurrency:>5}{p50:>9.1f}{p99:>9.1f}{rps:>8.1f}"
-                  f"{p50 / a_p50:>9.2f}{rps / a_rps:>11.2f}{polls}")
+                  f"{p50 / a_p50:>9.2f}{rps / a_rps:>11.2f}{cpu:>8.2f}{cpu / a_cpu:>9.2f}{polls}")
     finished = asyncio.run(run_once(base))
 
     async def status_of_finished(c: aiohttp.ClientSession) -> None:
@@ -183,9 +201,9 @@ def main() -> None:
 
     singles = {"(e) /status alone": status_of_finished, "(f) GET /endpoints": endpoints}
     for name, call in singles.items():
-        _, _, rps = asyncio.run(measure(call, base, 32, 10 * opts.requests_c32))
-        print(f"{name:<22}{32:>5}{rps:>26.1f}{rps / a_rps:>20.2f}")
-        print(f"    one request costs about 1/{rps / a_rps:.1f} of a direct call")
+        _, _, rps, cpu = asyncio.run(measure(call, base, 32, 10 * opts.requests_c32))
+        print(f"{name:<22}{32:>5}{rps:>26.1f}{rps / a_rps:>20.2f}{cpu:>8.2f}{cpu / a_cpu:>9.2f}")
+        print(f"    one request costs about 1/{a_cpu / cpu:.1f} of a direct call's CPU")
     serve.shutdown()
     ray.shutdown()
 
