@@ -84,7 +84,9 @@ def _result_events(result: Any) -> list[dict[str, Any]]:
     return [{"output": result}]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=16)
+# A small default share (HandlerSpec.num_cpus), so configs/serve.yaml fits two cores; a
+# config gives a CPU-heavy handler more with `handlers.<name>.num_cpus`.
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
 class RunpodHandler:
     def __init__(self, handler: str) -> None:
         self._handler, self._config = load_handler(handler)

@@ -84,7 +84,7 @@ class HandlerSpec(BaseModel):
 
     handler: str
     endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
-    num_cpus: float = Field(0.25, ge=0)
+    num_cpus: float = Field(0.05, ge=0)
 
 
 class AppArgs(BaseModel):

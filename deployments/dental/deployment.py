@@ -106,7 +106,9 @@ async def _both(first: DeploymentResponse, second: DeploymentResponse,
         raise
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
+# Orchestration (its own work is decoding and the report, in threads): a small CPU share,
+# so configs/serve.yaml fits two cores; Ray still gives it one torch/OMP thread.
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=32)
 class DentalPipeline:
     """The dental-pano endpoint: `run(job)` with a RunPod-shaped job."""
 

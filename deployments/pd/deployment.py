@@ -132,7 +132,9 @@ class _Analysis:
     segmentations: list[Segmentation]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+# Orchestration (its own work is preprocessing and the report, in threads): a small CPU
+# share, so configs/serve.yaml fits two cores.
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=64)
 class PDPipeline:
     """The `pd-segmentation` endpoint: RunPod-shaped job in, the original's report out."""
 

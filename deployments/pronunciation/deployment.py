@@ -65,7 +65,9 @@ def _input_error(exc: BaseException) -> InputError | None:
     return None
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
+# Orchestration (its own work is audio decoding and scoring, in threads): a small CPU share,
+# so configs/serve.yaml fits two cores.
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=32)
 class AssessmentPipeline:
     """The `pronunciation-assessment` endpoint: G2P and recognition concurrently, then
     scoring."""
