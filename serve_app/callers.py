@@ -1,12 +1,57 @@
-"""The dispatcher's way to an endpoint: a Serve deployment handle's `run` method."""
+"""The job layer's way to a Ray Serve deployment: its handle's `run` method, with Ray's
+failures translated into the job layer's two kinds (see `serve_app.jobs.errors`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, NoReturn, TypeVar
 
+from ray import exceptions as ray_errors
+from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
+
+from deployments.common.errors import InputError
+from serve_app.jobs.errors import JobFailed, WorkerLost
+
+T = TypeVar("T")
+
+#: what Ray raises when the process, node or deployment running a request went away:
+#: the request did not fail, it was lost, and running it again is right
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    ray_errors.RayActorError,  # ActorDiedError, ActorUnavailableError
+    ray_errors.NodeDiedError,
+    ray_errors.WorkerCrashedError,
+    ray_errors.LocalRayletDiedError,
+    ray_errors.OutOfMemoryError,
+    ray_errors.ObjectLostError,
+    ray_errors.OwnerDiedError,
+    ray_errors.RaySystemError,
+    ray_errors.TaskUnschedulableError,
+    ray_errors.ActorUnschedulableError,
+    serve_errors.DeploymentUnavailableError,
+    serve_errors.ReplicaUnavailableError,
+    serve_errors.BackPressureError,
+)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception under Ray's task-error wrappers (a pipeline's call to a model that
+    died arrives as a task error of the pipeline whose cause is the actor's death)."""
+    while isinstance(exc, ray_errors.RayTaskError) and isinstance(exc.cause, BaseException) \
+            and exc.cause is not exc:
+        exc = exc.cause
+    return exc
+
+
+def translate(exc: Exception) -> NoReturn:
+    """Raise what the job layer understands for an exception from a handle call."""
+    cause = root_cause(exc)
+    if isinstance(cause, INFRASTRUCTURE_ERRORS):
+        raise WorkerLost(f"{cause.__class__.__name__}: {cause}".splitlines()[0]) from exc
+    if isinstance(cause, InputError):
+        raise JobFailed(str(cause), cause.status_code) from None
+    raise JobFailed(f"{cause.__class__.__name__}: {cause}") from exc
 
 
 class HandleCaller:
@@ -15,16 +60,12 @@ class HandleCaller:
 
     async def call(self, job: dict[str, Any]) -> Any:
         response = self._handle.run.remote(job)
-        try:
-            return await response
-        except asyncio.CancelledError:
-            # Reaches the replica as a CancelledError inside the running method.
-            response.cancel()
-            raise
+        return await _awaited(response, response.cancel)
 
     async def method(self, name: str, *args: Any) -> Any:
         """Another method of the endpoint's deployment (e.g. `healthz`, `render_html`)."""
-        return await getattr(self._handle, name).remote(*args)
+        response = getattr(self._handle, name).remote(*args)
+        return await _awaited(response, response.cancel)
 
     async def stream(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         events = self._handle.options(stream=True).run.remote(job)
@@ -34,3 +75,16 @@ class HandleCaller:
         except asyncio.CancelledError:
             events.cancel()
             raise
+        except Exception as exc:
+            translate(exc)
+
+
+async def _awaited(response: Awaitable[T], cancel: Any) -> T:
+    try:
+        return await response
+    except asyncio.CancelledError:
+        # Reaches the replica as a CancelledError inside the running method.
+        cancel()
+        raise
+    except Exception as exc:
+        translate(exc)

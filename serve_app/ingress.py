@@ -13,10 +13,12 @@ from serve_app.api import direct, jobs
 from serve_app.api.deps import Runtime, install_runtime
 from serve_app.api.errors import install_error_handlers
 from serve_app.callers import HandleCaller
-from serve_app.jobs.dispatcher import Dispatcher, Endpoint
+from serve_app.jobs.dispatcher import Dispatcher
+from serve_app.jobs.endpoints import Endpoint
+from serve_app.jobs.model import now_ms
 from serve_app.jobs.service import JobService
-from serve_app.jobs.store import open_store
-from serve_app.jobs.webhooks import WebhookSender
+from serve_app.jobs.stores import open_store
+from serve_app.jobs.webhooks import WebhookDeliverer
 from serve_app.settings import AppArgs
 
 app = FastAPI(
@@ -42,15 +44,16 @@ class Ingress:
         }
         settings = args.jobs
         self._store = open_store(settings.store_url)
-        self._webhooks = WebhookSender(settings.webhook_attempts, settings.webhook_retry_delay_s,
-                                       settings.webhook_timeout_s)
+        self._webhooks = WebhookDeliverer(self._store, settings, now_ms)
         self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks)
-        service = JobService(self._store, self._dispatcher, self._webhooks,
+        service = JobService(self._store, self._dispatcher,
                              {n: e.spec for n, e in endpoints.items()}, settings)
         install_runtime(Runtime(service, endpoints, settings))
         self._dispatcher.start()
 
     async def __del__(self) -> None:
+        # Serve calls this when the replica stops (shutdown, redeploy, scale-down): the
+        # jobs running here go back to the queue at once.
         await self._dispatcher.stop()
         await self._webhooks.close()
         await self._store.close()

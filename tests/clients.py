@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,10 +32,10 @@ class QuietHandler(BaseHTTPRequestHandler):
 class LocalHTTPServer:
     """A real HTTP server on a free loopback port, serving `handler` from a thread."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int | None = None) -> None:
         from tests.conftest import free_port
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -43,3 +44,26 @@ class LocalHTTPServer:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+class Receiver(LocalHTTPServer):
+    """A real local webhook receiver: paths under /ok answer 200, others 500. It keeps
+    each call's path, parsed body, raw body and headers."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.raw: list[tuple[str, bytes, dict[str, str]]] = []
+        receiver = self
+
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.raw.append((self.path, raw, dict(self.headers.items())))
+                receiver.calls.append((self.path, json.loads(raw)))
+                self.send_response(200 if self.path.startswith("/ok") else 500)
+                self.end_headers()
+
+        super().__init__(Handler, port)
+
+    def received(self, path: str) -> list[dict]:
+        return [body for p, body in self.calls if p == path]

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from serve_app.api.errors import BadRequest, PayloadTooLarge, Unauthorized
-from serve_app.jobs.dispatcher import Endpoint
+from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.service import JobService
-from serve_app.settings import JobSettings
+from serve_app.jobs.settings import JobSettings
 
 
 @dataclass

@@ -12,12 +12,11 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from deployments.common.errors import InputError
 from serve_app.api.deps import Runtime, RuntimeDep, read_json, require_api_key
 from serve_app.api.errors import ApiError, BadRequest
 from serve_app.api.schemas import ErrorBody
-from serve_app.jobs.dispatcher import Endpoint
-from serve_app.jobs.service import UnknownEndpoint
+from serve_app.jobs.endpoints import Endpoint
+from serve_app.jobs.errors import UnknownEndpoint
 
 router = APIRouter(tags=["direct"], dependencies=[Depends(require_api_key)],
                    responses={c: {"model": ErrorBody} for c in (400, 401, 404, 413, 504)})
@@ -56,9 +55,6 @@ async def _answer(endpoint: Endpoint, work: Awaitable[T]) -> T:
     except asyncio.TimeoutError as exc:
         raise ApiError(f"no answer within {DIRECT_TIMEOUT_S:.0f} s; submit long work to "
                        f"/v2/{endpoint.id}/run", status_code=504) from exc
-    except InputError as exc:
-        cause = getattr(exc, "cause", exc)  # unwrap Ray's RayTaskError
-        raise InputError(str(cause), getattr(cause, "status_code", 400)) from None
 
 
 @router.post("/{route}", summary="Run an endpoint directly (see GET /endpoints)")

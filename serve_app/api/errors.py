@@ -9,9 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments.common.errors import InputError
-from serve_app.jobs.service import UnknownEndpoint, UnknownJob
-from serve_app.jobs.store import NotRetryable, QueueFull
+from serve_app.jobs.errors import (
+    JobFailed,
+    NotRetryable,
+    QueueFull,
+    UnknownEndpoint,
+    UnknownJob,
+    WorkerLost,
+)
 
 logger = logging.getLogger("ray.serve")
 
@@ -44,6 +49,8 @@ STATUS_BY_TYPE: dict[type[Exception], int] = {
     UnknownJob: 404,
     QueueFull: 429,
     NotRetryable: 400,
+    #: a direct call whose worker was lost: the caller may try again
+    WorkerLost: 503,
 }
 
 
@@ -71,9 +78,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _json(exc.status_code, str(exc))
 
-    @app.exception_handler(InputError)
-    async def _input_error(_: Request, exc: InputError) -> JSONResponse:
-        return _json(exc.status_code, str(exc))
+    @app.exception_handler(JobFailed)
+    async def _job_failed(_: Request, exc: JobFailed) -> JSONResponse:
+        # The input's fault (4xx) or the model's (500) in a direct call.
+        return _json(exc.status_code or 500, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,10 +17,10 @@ from serve_app.api.schemas import (
     PurgeBody,
     RunRequest,
     StreamBody,
+    WebhookDeliveryBody,
 )
-from serve_app.jobs.model import Job
 from serve_app.jobs.service import Submission
-from serve_app.settings import JobSettings
+from serve_app.jobs.settings import JobSettings
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 413, 429)
@@ -67,10 +67,6 @@ def clamp_wait(wait: int | None, default: int, low: int, high: int) -> int:
     return default if wait is None else max(low, min(high, wait))
 
 
-def status_body(job: Job) -> dict[str, Any]:
-    return job.status_object()
-
-
 @router.post("/run", response_model=JobRef, openapi_extra=RUN_BODY,
              summary="Queue a job")
 async def run(endpoint_id: str, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
@@ -91,7 +87,7 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
                          settings.runsync_wait_max_ms)
     job = await runtime.service.wait(endpoint_id, job.id, wait_ms)
     if job.status.terminal:
-        return status_body(job)
+        return job.status_object()
     return {"id": job.id, "status": job.status.value}
 
 
@@ -99,7 +95,7 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
                   response_model_exclude_none=True, summary="A job's status")
 async def status(endpoint_id: str, job_id: str, runtime: RuntimeDep,
                  ttl: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
-    return status_body(await runtime.service.status(endpoint_id, job_id, ttl))
+    return (await runtime.service.status(endpoint_id, job_id, ttl)).status_object()
 
 
 @router.api_route("/status-sync/{job_id}", methods=["GET", "POST"],
@@ -109,7 +105,7 @@ async def status_sync(endpoint_id: str, job_id: str, runtime: RuntimeDep,
                       wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
     s = runtime.settings
     wait_ms = clamp_wait(wait, s.runsync_wait_default_ms, 0, s.runsync_wait_max_ms)
-    return status_body(await runtime.service.wait(endpoint_id, job_id, wait_ms))
+    return (await runtime.service.wait(endpoint_id, job_id, wait_ms)).status_object()
 
 
 @router.api_route("/stream/{job_id}", methods=["GET", "POST"], response_model=StreamBody,
@@ -148,4 +144,11 @@ async def health(endpoint_id: str, runtime: RuntimeDep) -> dict[str, Any]:
             summary="FAILED jobs, newest first (lease exhaustion, handler errors)")
 async def dead_letter(endpoint_id: str, runtime: RuntimeDep,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    return [status_body(j) for j in await runtime.service.dead_letters(endpoint_id, limit)]
+    return [j.status_object() for j in await runtime.service.dead_letters(endpoint_id, limit)]
+
+
+@router.get("/webhooks/{job_id}", response_model=list[WebhookDeliveryBody],
+            summary="A job's webhook deliveries: state and every attempt's outcome")
+async def webhooks(endpoint_id: str, job_id: str,
+                   runtime: RuntimeDep) -> list[dict[str, Any]]:
+    return [d.as_dict() for d in await runtime.service.webhook_deliveries(endpoint_id, job_id)]

@@ -90,3 +90,20 @@ class HealthBody(BaseModel):
 
 class ErrorBody(BaseModel):
     error: str
+
+
+class WebhookAttemptBody(BaseModel):
+    at: int = Field(description="epoch ms")
+    statusCode: int | None = Field(None, description="the receiver's HTTP status, if any")
+    error: str | None = Field(None, description="why the attempt failed, if it did")
+    durationMs: int
+
+
+class WebhookDeliveryBody(BaseModel):
+    id: str = Field(description="sent as `webhook-id`; the same on every attempt")
+    jobId: str
+    url: str
+    state: Literal["PENDING", "DELIVERED", "FAILED"]
+    createdAt: int
+    nextAttemptAt: int | None = None
+    attempts: list[WebhookAttemptBody]

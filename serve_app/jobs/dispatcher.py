@@ -1,8 +1,14 @@
-"""The worker loop: claims queued jobs and runs them against endpoint deployments.
+"""The worker loop: claims queued jobs and runs them against endpoints.
 
 Each ingress replica runs one dispatcher. Per endpoint it keeps at most
-`max_concurrency` jobs running, each under a lease it renews while the job runs.
-The store decides ownership, so several replicas (and restarts) can share one queue.
+`max_concurrency` jobs running, each under a lease it renews while the job runs. The
+store decides ownership, so several replicas (and restarts) share one queue.
+
+Execution is at-least-once. A job runs again when its run is lost to the
+infrastructure (the caller raises `WorkerLost`, or the lease runs out because this
+replica died) or when this replica stops (the job is handed back). The job's own errors
+end it at once. Store errors while a job runs are retried until its lease would run out,
+so a computed output is not dropped by a brief database outage.
 """
 
 from __future__ import annotations
@@ -12,119 +18,117 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
-from serve_app.jobs.model import Job, JobStatus, now_ms
+from serve_app.jobs.endpoints import Endpoint, job_payload
+from serve_app.jobs.errors import JobFailed, WorkerLost
+from serve_app.jobs.model import Clock, Job, JobStatus, now_ms
+from serve_app.jobs.settings import JobSettings
 from serve_app.jobs.store import JobStore
-from serve_app.jobs.webhooks import WebhookSender
-from serve_app.settings import EndpointSpec, JobSettings
+from serve_app.jobs.webhooks import WebhookDeliverer
 
 logger = logging.getLogger("ray.serve")
 
-#: how often a running job renews its lease and checks for cancellation
+T = TypeVar("T")
+
+#: how often a running job renews its lease and checks for cancellation (at most; a
+#: short lease is renewed four times per lease)
 SUPERVISE_INTERVAL_S = 0.5
-
-
-class EndpointCaller(Protocol):
-    """How the dispatcher reaches an endpoint, knowing nothing of what it serves."""
-
-    async def call(self, job: dict[str, Any]) -> Any:
-        """Run a unary job and return its output."""
-
-    async def method(self, name: str, *args: Any) -> Any:
-        """Call another method of the endpoint (direct routes only)."""
-
-    def stream(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Run a job that reports events: {"progress": x}, {"chunk": x}, {"output": x}
-        or {"error": message}."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    id: str
-    spec: EndpointSpec
-    caller: EndpointCaller
-    #: the deployment reports events (RunPod handlers: progress, streamed chunks)
-    events: bool = False
+#: first wait before a failed store write is tried again; it doubles up to the cap
+STORE_RETRY_S, STORE_RETRY_MAX_S = 0.05, 1.0
+#: first wait before a run lost to the infrastructure is queued again; it doubles
+LOST_RETRY_S = 0.5
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: JobStatus
+    """How a run ended: a terminal state to write, or (`lost`) a cause to requeue for."""
+
+    status: JobStatus | None = None
     output: Any = None
     error: str | None = None
+    lost: str | None = None
 
 
-def error_message(exc: BaseException) -> str:
-    """The user's exception, not Ray's wrapper around it."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    from deployments.common.errors import InputError
-
-    if isinstance(exc, InputError):
-        return str(exc)
-    return f"{exc.__class__.__name__}: {exc}"
+class LeaseLost(Exception):
+    """The run may no longer write the job: it was cancelled, ended, or handed over."""
 
 
-def job_payload(job: Job) -> dict[str, Any]:
-    """What an endpoint receives: RunPod's job shape."""
-    payload: dict[str, Any] = {"id": job.id, "input": job.input}
-    if job.s3_config:
-        payload["s3Config"] = job.s3_config
-    return payload
+@dataclass
+class Run:
+    job: Job
+    #: until when the lease is surely ours: the last renewal plus the lease
+    held_until: int
+
+    @property
+    def lease(self) -> str:
+        assert self.job.lease is not None
+        return self.job.lease
 
 
 class Dispatcher:
     def __init__(self, store: JobStore, endpoints: dict[str, Endpoint], settings: JobSettings,
-                 webhooks: WebhookSender) -> None:
+                 webhooks: WebhookDeliverer, clock: Clock = now_ms) -> None:
         self._store = store
         self._endpoints = endpoints
         self._settings = settings
         self._webhooks = webhooks
+        self._clock = clock
+        self._lease_ms = int(settings.lease_s * 1000)
+        self._renew_s = min(SUPERVISE_INTERVAL_S, settings.lease_s / 4)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._wake = {name: asyncio.Event() for name in endpoints}
+        self._wake_webhooks = asyncio.Event()
         self._running: dict[str, dict[str, asyncio.Task]] = {name: {} for name in endpoints}
         self._ended: dict[str, asyncio.Event] = {}
         self._loops: list[asyncio.Task] = []
+        self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loops = [loop.create_task(self._endpoint_loop(e)) for e in self._endpoints.values()]
-        self._loops.append(loop.create_task(self._sweep_loop()))
-        self._store.watch_ended(self.notify_ended)
+        self._loops += [loop.create_task(self._sweep_loop()),
+                        loop.create_task(self._webhook_loop())]
+        self._store.watch_ended(self._on_ended)
 
     async def stop(self) -> None:
+        """Stop claiming and hand the jobs running here back to the queue at once, rather
+        than leave them until their leases expire."""
+        self._stopping = True
         for task in self._loops:
             task.cancel()
-        for running in self._running.values():
-            for task in running.values():
-                task.cancel()
+        running = [t for tasks in self._running.values() for t in tasks.values()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*self._loops, *running, return_exceptions=True)
 
-    # -- signals from the service ------------------------------------------------------
+    # -- signals from the service --------------------------------------------------------
     def wake(self, endpoint: str) -> None:
         self._wake[endpoint].set()
+
+    def wake_webhooks(self) -> None:
+        self._wake_webhooks.set()
 
     def running_count(self, endpoint: str) -> int:
         return len(self._running[endpoint])
 
     def interrupt(self, endpoint: str, job_id: str) -> None:
-        """Cancel a job this replica is running (the store already says CANCELLED)."""
+        """Stop a job this replica is running (the store already says CANCELLED)."""
         task = self._running.get(endpoint, {}).get(job_id)
         if task is not None:
             task.cancel()
 
-    def notify_ended(self, job_id: str) -> None:
+    def _on_ended(self, job_id: str) -> None:
         event = self._ended.pop(job_id, None)
         if event is not None:
             event.set()
 
     async def wait_ended(self, job_id: str, timeout_s: float) -> None:
-        """Return when the job ends here or the store announces its end, or after a poll
-        interval (stores that cannot announce)."""
+        """Return when the store says the job ended, or after a poll interval (stores that
+        cannot announce ends on other replicas)."""
         event = self._ended.setdefault(job_id, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout=min(timeout_s,
@@ -135,14 +139,16 @@ class Dispatcher:
     # -- loops ---------------------------------------------------------------------------
     async def _endpoint_loop(self, endpoint: Endpoint) -> None:
         wake, running = self._wake[endpoint.id], self._running[endpoint.id]
-        lease_ms = int(self._settings.lease_s * 1000)
-        while True:
+        # The loops also check the flag: on Python < 3.12 a `wait_for` whose event is set
+        # as the task is cancelled swallows the cancellation.
+        while not self._stopping:
             wake.clear()
             free = endpoint.spec.max_concurrency - len(running)
             jobs: list[Job] = []
             if free > 0:
                 try:
-                    jobs = await self._store.claim(endpoint.id, self.worker_id, lease_ms, free)
+                    jobs = await self._store.claim(endpoint.id, self.worker_id,
+                                                   self._lease_ms, free)
                 except Exception:
                     logger.exception("claiming jobs for %s failed", endpoint.id)
             for job in jobs:
@@ -160,84 +166,110 @@ class Dispatcher:
         self._wake[endpoint].set()
 
     async def _sweep_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._settings.sweep_interval_s)
             try:
-                for job in await self._store.requeue_expired_leases(
-                        self._settings.max_lease_expiries):
+                for job in await self._store.requeue_expired_leases(self._settings.max_attempts):
                     logger.error("job %s dead-lettered: %s", job.id, job.error)
-                    self._webhooks.send(job)
-                await self._store.delete_expired()
+                await self._store.delete_expired(self._settings.webhook_retention_ms)
             except Exception:
                 logger.exception("sweeping jobs failed")
 
+    async def _webhook_loop(self) -> None:
+        """Deliver what any replica's job ends left in the outbox: at once for ends here,
+        within a sweep interval for the rest."""
+        while not self._stopping:
+            self._wake_webhooks.clear()
+            try:
+                await self._webhooks.deliver_due()
+            except Exception:
+                logger.exception("delivering webhooks failed")
+            try:
+                await asyncio.wait_for(self._wake_webhooks.wait(),
+                                       timeout=self._settings.sweep_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
     # -- one job -------------------------------------------------------------------------
     async def _execute(self, endpoint: Endpoint, job: Job) -> None:
-        work = asyncio.get_running_loop().create_task(self._invoke(endpoint, job))
+        run = Run(job, self._clock() + self._lease_ms)
+        work = asyncio.get_running_loop().create_task(self._invoke(endpoint, run))
         try:
-            outcome = await self._supervise(job, work)
+            outcome = await self._supervise(run, work)
         except asyncio.CancelledError:
-            # Cancelled by the caller (the store already holds CANCELLED) or by shutdown
-            # (the lease will expire and the job is requeued).
             work.cancel()
-            self.notify_ended(job.id)
+            if self._stopping:  # hand the job back; a cancelled job is no longer ours
+                await asyncio.shield(self._persist(run, "hand back", lambda: self._store.release(
+                    job.id, run.lease, None, self._settings.max_attempts)))
             raise
-        if outcome is None:
-            self.notify_ended(job.id)
-            return
-        # The final status is written even if this task is cancelled meanwhile.
-        finished = await asyncio.shield(self._store.finish(
-            job.id, self.worker_id, outcome.status, outcome.output, outcome.error))
-        self.notify_ended(job.id)
-        if finished is not None:
-            self._webhooks.send(finished)
+        if outcome is not None:
+            # The end is written even if this task is cancelled meanwhile.
+            await asyncio.shield(self._conclude(endpoint, run, outcome))
 
-    async def _supervise(self, job: Job, work: asyncio.Task) -> Outcome | None:
-        """Wait for the work while renewing the lease; None when the job is no longer ours
-        to finish (cancelled, expired, or handed to another worker)."""
-        lease_ms = int(self._settings.lease_s * 1000)
-        started = job.started_at or now_ms()
-        timeout_at = started + job.execution_timeout_ms
+    async def _supervise(self, run: Run, work: asyncio.Task[Outcome | None]) -> Outcome | None:
+        """Wait for the work while renewing the lease; None when the job is no longer this
+        run's to end (cancelled, past its TTL, or the lease was lost)."""
+        job = run.job
+        timeout_at = (job.started_at or self._clock()) + job.execution_timeout_ms
         deadline = min(timeout_at, job.expires_at)
         while True:
-            remaining_s = (deadline - now_ms()) / 1000
+            remaining_s = (deadline - self._clock()) / 1000
             if remaining_s <= 0:
                 work.cancel()
-                if now_ms() >= job.expires_at:
+                if self._clock() >= job.expires_at:
                     return None  # past its TTL: the sweeper removes it
                 return Outcome(JobStatus.TIMED_OUT, error=(
                     f"execution exceeded policy.executionTimeout of "
                     f"{job.execution_timeout_ms} ms"))
-            done, _ = await asyncio.wait({work}, timeout=min(SUPERVISE_INTERVAL_S, remaining_s))
+            done, _ = await asyncio.wait({work}, timeout=min(self._renew_s, remaining_s))
             if done:
                 return work.result()
             # Renewing also reads the job back: a cancel made on another replica shows here.
-            current = await self._store.renew(job.id, self.worker_id, lease_ms)
-            if current is None or current.status is not JobStatus.IN_PROGRESS:
+            try:
+                current = await self._store.renew(job.id, run.lease, self._lease_ms)
+            except Exception:
+                if self._clock() < run.held_until:
+                    logger.warning("renewing the lease of job %s failed; retrying", job.id,
+                                   exc_info=True)
+                    continue
+                logger.error("job %s: the lease could not be renewed before it ran out; "
+                             "leaving the job to be run again", job.id)
+                current = None
+            if current is None:
                 work.cancel()
                 return None
+            run.held_until = self._clock() + self._lease_ms
 
-    async def _invoke(self, endpoint: Endpoint, job: Job) -> Outcome:
-        payload = job_payload(job)
+    async def _invoke(self, endpoint: Endpoint, run: Run) -> Outcome | None:
+        payload = job_payload(run.job)
         try:
             if not endpoint.events:
                 return Outcome(JobStatus.COMPLETED, output=await endpoint.caller.call(payload))
-            return await self._consume_events(endpoint, job, payload)
+            return await self._consume_events(endpoint, run, payload)
         except asyncio.CancelledError:
             raise
+        except LeaseLost:
+            return None
+        except WorkerLost as exc:
+            return Outcome(lost=str(exc) or exc.__class__.__name__)
+        except JobFailed as exc:
+            return Outcome(JobStatus.FAILED, error=str(exc))
         except Exception as exc:
-            return Outcome(JobStatus.FAILED, error=error_message(exc))
+            return Outcome(JobStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}")
 
-    async def _consume_events(self, endpoint: Endpoint, job: Job,
+    async def _consume_events(self, endpoint: Endpoint, run: Run,
                               payload: dict[str, Any]) -> Outcome:
         chunks: list[Any] = []
         output: Any = None
+        job_id, lease = run.job.id, run.lease
         async for event in endpoint.caller.stream(payload):
             if "progress" in event:
-                await self._store.set_progress(job.id, self.worker_id, event["progress"])
+                await self._owned(run, "progress", lambda e=event: self._store.set_progress(
+                    job_id, lease, e["progress"]))
             elif "chunk" in event:
                 chunks.append(event["chunk"])
-                await self._store.append_stream(job.id, self.worker_id, [event["chunk"]])
+                await self._owned(run, "stream", lambda e=event: self._store.append_stream(
+                    job_id, lease, [e["chunk"]]))
             elif "error" in event:
                 return Outcome(JobStatus.FAILED, error=str(event["error"]))
             elif "output" in event:
@@ -245,3 +277,44 @@ class Dispatcher:
         if chunks and (output is None or endpoint.spec.aggregate_stream):
             output = chunks
         return Outcome(JobStatus.COMPLETED, output=output)
+
+    async def _owned(self, run: Run, what: str, write: Callable[[], Awaitable[bool]]) -> None:
+        """A write of the run that the store refuses once the lease is not held."""
+        if not await self._persist(run, what, write):
+            raise LeaseLost(run.job.id)
+
+    async def _conclude(self, endpoint: Endpoint, run: Run, outcome: Outcome) -> None:
+        job = run.job
+        if outcome.lost is not None:
+            # Let the platform replace what was lost before the job runs again.
+            await asyncio.sleep(min(LOST_RETRY_S * 2 ** job.attempts,
+                                    max(0.0, (run.held_until - self._clock()) / 2000)))
+            logger.warning("job %s: run lost (%s); queueing it again", job.id, outcome.lost)
+            ended = await self._persist(run, "requeue", lambda: self._store.release(
+                job.id, run.lease, outcome.lost, self._settings.max_attempts))
+            if ended is not None and ended.status is JobStatus.FAILED:
+                logger.error("job %s dead-lettered: %s", job.id, ended.error)
+            self.wake(endpoint.id)
+        else:
+            ended = await self._persist(run, "finish", lambda: self._store.finish(
+                job.id, run.lease, outcome.status or JobStatus.FAILED, outcome.output,
+                outcome.error))
+        if ended is not None and ended.status.terminal and ended.webhook:
+            self.wake_webhooks()
+
+    async def _persist(self, run: Run, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
+        """Do a store write of this run, trying again with backoff while the lease is
+        surely held; None when the store stayed unreachable that long."""
+        delay_s = STORE_RETRY_S
+        while True:
+            try:
+                return await write()
+            except Exception:
+                if self._clock() + delay_s * 1000 >= run.held_until:
+                    logger.exception("job %s: %s failed until its lease ran out; the job "
+                                     "will run again", run.job.id, what)
+                    return None
+                logger.warning("job %s: %s failed; retrying in %.2f s", run.job.id, what,
+                               delay_s, exc_info=True)
+                await asyncio.sleep(delay_s)
+                delay_s = min(2 * delay_s, STORE_RETRY_MAX_S)

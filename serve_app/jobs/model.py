@@ -1,12 +1,16 @@
-"""The job record and its states."""
+"""The job record, its states, and the webhook deliveries a job's end leaves behind."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+#: a source of epoch milliseconds; stores, dispatchers and services take one so that
+#: tests can move time by hand
+Clock = Callable[[], int]
 
 
 def now_ms() -> int:
@@ -33,7 +37,7 @@ TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 
 @dataclass(frozen=True)
 class Job:
-    """One job as stored. Times are epoch milliseconds from `now_ms`."""
+    """One job as stored. Times are epoch milliseconds from the store's clock."""
 
     id: str
     endpoint: str
@@ -52,12 +56,20 @@ class Job:
     error: str | None = None
     started_at: int | None = None
     completed_at: int | None = None
-    retries: int = 0
+    #: runs lost to the infrastructure (decides dead-lettering)
+    attempts: int = 0
+    #: runs asked for again with /retry
+    user_retries: int = 0
     worker_id: str | None = None
+    #: the token of the current run's lease: every write of a run names it, so a run
+    #: that lost its lease (even to the same worker) can no longer change the job
+    lease: str | None = None
     lease_expires_at: int | None = None
 
-    def evolve(self, **changes: Any) -> Job:
-        return dataclasses.replace(self, **changes)
+    @property
+    def retries(self) -> int:
+        """RunPod's `retries`: how many times the job was run again."""
+        return self.attempts + self.user_retries
 
     @property
     def delay_time_ms(self) -> int | None:
@@ -101,3 +113,50 @@ class NewJob:
     webhook: str | None = None
     s3_config: dict | None = None
     created_at: int = field(default_factory=now_ms)
+
+
+def webhook_payload(job: Job) -> dict[str, Any]:
+    """RunPod's: the status object plus the job's `input` and `webhook`."""
+    return job.status_object() | {"input": job.input, "webhook": job.webhook}
+
+
+class DeliveryState(str, Enum):
+    PENDING = "PENDING"  #: waiting for its next attempt
+    DELIVERED = "DELIVERED"  #: the receiver answered 2xx
+    FAILED = "FAILED"  #: every attempt failed; given up
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at delivering a webhook."""
+
+    at: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "statusCode": self.status_code, "error": self.error,
+                "durationMs": self.duration_ms}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook owed for one terminal state of one job: written in the same transaction
+    as that state (the outbox), delivered by any replica, kept with its attempts."""
+
+    id: str
+    job_id: str
+    endpoint: str
+    url: str
+    payload: dict[str, Any]
+    created_at: int
+    state: DeliveryState = DeliveryState.PENDING
+    next_attempt_at: int = 0
+    attempts: tuple[Attempt, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "jobId": self.job_id, "url": self.url,
+                "state": self.state.value, "createdAt": self.created_at,
+                "nextAttemptAt": self.next_attempt_at if self.state is DeliveryState.PENDING
+                else None, "attempts": [a.as_dict() for a in self.attempts]}

@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from serve_app.jobs.sql import SCHEMA, Query, SqlJobStore
+from serve_app.jobs.model import Clock, now_ms
+from serve_app.jobs.sql import Query, SqlJobStore
 
 T = TypeVar("T")
 
@@ -27,10 +28,10 @@ LISTEN_TICK_S = 0.5
 class PostgresJobStore(SqlJobStore):
     claim_lock = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, dsn: str, threads: int = 4) -> None:
+    def __init__(self, dsn: str, clock: Clock = now_ms, threads: int = 4) -> None:
         import psycopg  # optional extra: pip install '.[postgres]'
 
-        super().__init__(threads=threads)
+        super().__init__(threads=threads, clock=clock)
         self._psycopg = psycopg
         self._dsn = dsn
         self._local = threading.local()
@@ -39,11 +40,14 @@ class PostgresJobStore(SqlJobStore):
         self._listener: threading.Thread | None = None
         self._executor.submit(self._transaction, self._create_schema).result()
 
-    @staticmethod
-    def _create_schema(q: Query) -> None:
+    def _create_schema(self, q: Query) -> None:
         q("SELECT pg_advisory_xact_lock(7413002)", ())  # replicas starting together
-        for statement in SCHEMA:
-            q(statement, ())
+        super()._create_schema(q)
+
+    def _existing_columns(self, q: Query) -> set[str]:
+        return {name for (name,) in q("SELECT column_name FROM information_schema.columns "
+                                      "WHERE table_name = 'jobs' AND "
+                                      "table_schema = current_schema()", ())}
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -74,6 +78,7 @@ class PostgresJobStore(SqlJobStore):
             q("SELECT pg_notify(?, ?)", (ENDED_CHANNEL, job_id))
 
     def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+        super().watch_ended(on_ended)
         loop = asyncio.get_running_loop()
         self._listener = threading.Thread(target=self._listen, args=(loop, on_ended),
                                           name="jobstore-listen", daemon=True)

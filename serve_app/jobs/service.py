@@ -9,18 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve_app.jobs.dispatcher import Dispatcher
-from serve_app.jobs.model import Job, JobStatus, NewJob, now_ms
+from serve_app.jobs.errors import UnknownEndpoint, UnknownJob
+from serve_app.jobs.model import Clock, Delivery, Job, JobStatus, NewJob, now_ms
+from serve_app.jobs.settings import EndpointSpec, JobSettings
 from serve_app.jobs.store import JobStore
-from serve_app.jobs.webhooks import WebhookSender
-from serve_app.settings import EndpointSpec, JobSettings
-
-
-class UnknownEndpoint(LookupError):
-    pass
-
-
-class UnknownJob(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -36,13 +28,14 @@ class Submission:
 
 
 class JobService:
-    def __init__(self, store: JobStore, dispatcher: Dispatcher, webhooks: WebhookSender,
-                 endpoints: dict[str, EndpointSpec], settings: JobSettings) -> None:
+    def __init__(self, store: JobStore, dispatcher: Dispatcher,
+                 endpoints: dict[str, EndpointSpec], settings: JobSettings,
+                 clock: Clock = now_ms) -> None:
         self._store = store
         self._dispatcher = dispatcher
-        self._webhooks = webhooks
         self._endpoints = endpoints
         self._settings = settings
+        self._clock = clock
 
     def endpoint(self, endpoint_id: str) -> EndpointSpec:
         spec = self._endpoints.get(endpoint_id)
@@ -74,6 +67,7 @@ class JobService:
             low_priority=submission.low_priority,
             webhook=submission.webhook,
             s3_config=submission.s3_config,
+            created_at=self._clock(),
         )
         stored = await self._store.create(job, spec.max_queue)
         self._dispatcher.wake(endpoint_id)
@@ -87,26 +81,26 @@ class JobService:
 
     async def wait(self, endpoint_id: str, job_id: str, wait_ms: int) -> Job:
         """The job once it ends, or as it stands when `wait_ms` runs out."""
-        deadline = now_ms() + wait_ms
+        deadline = self._clock() + wait_ms
         while True:
             job = await self._job(endpoint_id, job_id)
-            remaining_s = (deadline - now_ms()) / 1000
+            remaining_s = (deadline - self._clock()) / 1000
             if job.status.terminal or remaining_s <= 0:
                 return job
             await self._dispatcher.wait_ended(job_id, remaining_s)
 
     async def stream(self, endpoint_id: str, job_id: str, wait_ms: int) -> tuple[Job, list]:
         """New chunks; waits up to `wait_ms` for the first one while the job runs."""
-        deadline = now_ms() + wait_ms
+        deadline = self._clock() + wait_ms
         while True:
             self.endpoint(endpoint_id)
             drained = await self._store.drain_stream(job_id)
             if drained is None or drained[0].endpoint != endpoint_id:
                 raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
             job, chunks = drained
-            if chunks or job.status.terminal or now_ms() >= deadline:
+            if chunks or job.status.terminal or self._clock() >= deadline:
                 return job, chunks
-            await asyncio.sleep(min(0.05, max(0.0, (deadline - now_ms()) / 1000)))
+            await asyncio.sleep(min(0.05, max(0.0, (deadline - self._clock()) / 1000)))
 
     async def cancel(self, endpoint_id: str, job_id: str) -> Job:
         await self._job(endpoint_id, job_id)
@@ -115,8 +109,8 @@ class JobService:
             raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
         if job.status is JobStatus.CANCELLED:
             self._dispatcher.interrupt(endpoint_id, job_id)
-            self._dispatcher.notify_ended(job_id)
-            self._webhooks.send(job)
+            if job.webhook:
+                self._dispatcher.wake_webhooks()
         return job
 
     async def retry(self, endpoint_id: str, job_id: str) -> Job:
@@ -134,6 +128,11 @@ class JobService:
     async def dead_letters(self, endpoint_id: str, limit: int) -> list[Job]:
         self.endpoint(endpoint_id)
         return await self._store.list_jobs(endpoint_id, JobStatus.FAILED, limit)
+
+    async def webhook_deliveries(self, endpoint_id: str, job_id: str) -> list[Delivery]:
+        """The job's webhook deliveries with every attempt's outcome."""
+        await self._job(endpoint_id, job_id)
+        return await self._store.deliveries(job_id)
 
     async def health(self, endpoint_id: str) -> dict[str, dict[str, int]]:
         spec = self.endpoint(endpoint_id)

@@ -4,28 +4,52 @@ rewrites them. Each public method is one transaction run on a worker thread."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import uuid
 from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from serve_app.jobs.model import TERMINAL, Job, JobStatus, NewJob, now_ms
-from serve_app.jobs.store import JobStore, NotRetryable, QueueFull
+from serve_app.jobs.errors import NotRetryable, QueueFull
+from serve_app.jobs.model import (
+    TERMINAL,
+    Attempt,
+    Clock,
+    Delivery,
+    DeliveryState,
+    Job,
+    JobStatus,
+    NewJob,
+    webhook_payload,
+)
+from serve_app.jobs.store import LEASE_EXPIRED, LOST_MESSAGE, JobStore
 
 T = TypeVar("T")
 
 COLUMNS = ("id", "endpoint", "status", "input", "created_at", "expires_at",
            "execution_timeout_ms", "retention_ms", "low_priority", "webhook", "s3_config",
-           "output", "error", "started_at", "completed_at", "retries", "worker_id",
-           "lease_expires_at")
+           "output", "error", "started_at", "completed_at", "attempts", "user_retries",
+           "worker_id", "lease", "lease_expires_at")
 SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM jobs"
 RETURNING = " RETURNING " + ", ".join(COLUMNS)
 #: for status answers: the input can be megabytes and is never shown, so it is not read
 _BRIEF = ", ".join("NULL" if c == "input" else c for c in COLUMNS)
 SELECT_BRIEF = f"SELECT {_BRIEF} FROM jobs"
 RETURNING_BRIEF = f" RETURNING {_BRIEF}"
-TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in TERMINAL) + ")"
+NOT_TERMINAL = "status NOT IN (" + ", ".join(f"'{s.value}'" for s in TERMINAL) + ")"
+RUNNING = f"status = '{JobStatus.IN_PROGRESS.value}'"
+#: a job ended now is kept `retention_ms` more, never past its TTL
+KEEP_AFTER_END = ("expires_at = CASE WHEN expires_at < ? + retention_ms THEN expires_at "
+                  "ELSE ? + retention_ms END")
+#: what a run given back to the queue loses
+REQUEUE = (f"status = '{JobStatus.IN_QUEUE.value}', worker_id = NULL, lease = NULL, "
+           "lease_expires_at = NULL, started_at = NULL, output = NULL")
+
+DELIVERY_COLUMNS = ("id", "job_id", "endpoint", "url", "payload", "created_at", "state",
+                    "next_attempt_at", "attempts")
+SELECT_DELIVERY = "SELECT " + ", ".join(DELIVERY_COLUMNS) + " FROM webhooks"
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -44,19 +68,38 @@ SCHEMA = [
         error TEXT,
         started_at BIGINT,
         completed_at BIGINT,
-        retries INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        user_retries INTEGER NOT NULL DEFAULT 0,
         worker_id TEXT,
+        lease TEXT,
         lease_expires_at BIGINT
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (endpoint, status, low_priority, created_at)",
     "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (status, lease_expires_at)",
     """CREATE TABLE IF NOT EXISTS job_stream (
         job_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
         chunk TEXT NOT NULL,
         PRIMARY KEY (job_id, seq)
     )""",
+    """CREATE TABLE IF NOT EXISTS webhooks (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        next_attempt_at BIGINT NOT NULL,
+        attempts TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS webhooks_job ON webhooks (job_id)",
 ]
+#: columns added since the first release, for job tables that predate them
+ADDED_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0",
+                 "user_retries": "INTEGER NOT NULL DEFAULT 0", "lease": "TEXT"}
 
 
 def _dump(value: Any) -> str | None:
@@ -68,15 +111,26 @@ def _load(text: str | None) -> Any:
 
 
 def row_to_job(row: tuple) -> Job:
-    r = dict(zip(COLUMNS, row, strict=False))
+    r = dict(zip(COLUMNS, row, strict=True))
     return Job(
         id=r["id"], endpoint=r["endpoint"], status=JobStatus(r["status"]),
         input=_load(r["input"]), created_at=r["created_at"], expires_at=r["expires_at"],
         execution_timeout_ms=r["execution_timeout_ms"], retention_ms=r["retention_ms"],
         low_priority=bool(r["low_priority"]), webhook=r["webhook"],
         s3_config=_load(r["s3_config"]), output=_load(r["output"]), error=r["error"],
-        started_at=r["started_at"], completed_at=r["completed_at"], retries=r["retries"],
-        worker_id=r["worker_id"], lease_expires_at=r["lease_expires_at"],
+        started_at=r["started_at"], completed_at=r["completed_at"], attempts=r["attempts"],
+        user_retries=r["user_retries"], worker_id=r["worker_id"], lease=r["lease"],
+        lease_expires_at=r["lease_expires_at"],
+    )
+
+
+def row_to_delivery(row: tuple) -> Delivery:
+    r = dict(zip(DELIVERY_COLUMNS, row, strict=True))
+    return Delivery(
+        id=r["id"], job_id=r["job_id"], endpoint=r["endpoint"], url=r["url"],
+        payload=json.loads(r["payload"]), created_at=r["created_at"],
+        state=DeliveryState(r["state"]), next_attempt_at=r["next_attempt_at"],
+        attempts=tuple(Attempt(**a) for a in json.loads(r["attempts"])),
     )
 
 
@@ -86,23 +140,35 @@ Query = Callable[[str, tuple], list[tuple]]
 class SqlJobStore(JobStore):
     """JobStore over a DB-API connection; subclasses supply connections and the dialect."""
 
-    #: appended to the claim's inner SELECT so concurrent claimers skip each other's rows
+    #: appended to the claims' inner SELECTs so concurrent claimers skip each other's rows
     claim_lock = ""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, clock: Clock) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobstore")
+        self._clock = clock
+        self._listeners: list[Callable[[str], None]] = []
 
     @abstractmethod
     def _transaction(self, work: Callable[[Query], T], write: bool = True) -> T:
         """Run `work` in one transaction on the calling (worker) thread; `write=False`
         promises it only reads, so it need not take a write lock."""
 
+    @abstractmethod
+    def _existing_columns(self, q: Query) -> set[str]:
+        """The columns the jobs table has now."""
+
+    def _create_schema(self, q: Query) -> None:
+        for statement in SCHEMA:
+            q(statement, ())
+        for name in ADDED_COLUMNS.keys() - self._existing_columns(q):
+            q(f"ALTER TABLE jobs ADD COLUMN {name} {ADDED_COLUMNS[name]}", ())
+
     def _announce_ended(self, q: Query, job_ids: list[str]) -> None:
-        """Tell every replica's waiters that these jobs ended, at commit. A no-op where
-        the database cannot notify: waiters then find out by polling."""
+        """Tell other replicas' listeners, at commit. A no-op where the database cannot
+        notify: their waiters find out by polling."""
 
     def watch_ended(self, on_ended: Callable[[str], None]) -> None:
-        """Nothing announces ends by default: waiters poll."""
+        self._listeners.append(on_ended)
 
     async def _run(self, work: Callable[[Query], T], write: bool = True) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -111,6 +177,32 @@ class SqlJobStore(JobStore):
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
 
+    # -- the one way a job ends ----------------------------------------------------------
+    def _ended(self, q: Query, rows: list[tuple]) -> list[Job]:
+        """Inside the transaction that ended these jobs (their rows as RETURNING gave
+        them): record each one's webhook delivery and announce the end."""
+        jobs = [row_to_job(r) for r in rows]
+        now = self._clock()
+        for job in jobs:
+            if job.webhook:
+                q("INSERT INTO webhooks (id, job_id, endpoint, url, payload, created_at, "
+                  "state, next_attempt_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (f"msg_{uuid.uuid4().hex}", job.id, job.endpoint, job.webhook,
+                   json.dumps(webhook_payload(job)), now, DeliveryState.PENDING.value, now,
+                   "[]"))
+        self._announce_ended(q, [j.id for j in jobs])
+        return jobs
+
+    async def _end(self, work: Callable[[Query], tuple[list[Job], T]]) -> T:
+        """Run a transaction that ends jobs through `_ended` (and returns them beside its
+        result); tell this replica's listeners once it committed."""
+        ended, result = await self._run(work)
+        for job in ended:
+            for listener in self._listeners:
+                listener(job.id)
+        return result
+
+    # -- the verbs -----------------------------------------------------------------------
     async def create(self, job: NewJob, max_queue: int) -> Job:
         def work(q: Query) -> Job:
             (queued,) = q("SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND status = ?",
@@ -132,18 +224,20 @@ class SqlJobStore(JobStore):
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._run(lambda q: q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?",
-                                           (job_id, now_ms())), write=False)
+                                           (job_id, self._clock())), write=False)
         return row_to_job(rows[0]) if rows else None
 
     async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int) -> list[Job]:
+        lease = f"{worker_id}/{uuid.uuid4().hex[:12]}"
+
         def work(q: Query) -> list[Job]:
-            now = now_ms()
+            now = self._clock()
             rows = q(
-                "UPDATE jobs SET status = ?, worker_id = ?, lease_expires_at = ?, "
+                "UPDATE jobs SET status = ?, worker_id = ?, lease = ?, lease_expires_at = ?, "
                 "started_at = ? WHERE id IN (SELECT id FROM jobs WHERE endpoint = ? AND "
                 "status = ? AND expires_at > ? ORDER BY low_priority, created_at LIMIT ?"
                 + self.claim_lock + ")" + RETURNING,
-                (JobStatus.IN_PROGRESS.value, worker_id, now + lease_ms, now, endpoint,
+                (JobStatus.IN_PROGRESS.value, worker_id, lease, now + lease_ms, now, endpoint,
                  JobStatus.IN_QUEUE.value, now, limit),
             )
             return sorted((row_to_job(r) for r in rows),
@@ -151,37 +245,39 @@ class SqlJobStore(JobStore):
 
         return await self._run(work)
 
-    async def renew(self, job_id: str, worker_id: str, lease_ms: int) -> Job | None:
+    async def renew(self, job_id: str, lease: str, lease_ms: int) -> Job | None:
         def work(q: Query) -> Job | None:
-            rows = q("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND worker_id = ? "
-                     "AND expires_at > ?" + RETURNING,
-                     (now_ms() + lease_ms, job_id, worker_id, now_ms()))
+            now = self._clock()
+            rows = q("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease = ? AND "
+                     + RUNNING + " AND expires_at > ?" + RETURNING_BRIEF,
+                     (now + lease_ms, job_id, lease, now))
             return row_to_job(rows[0]) if rows else None
 
         return await self._run(work)
 
-    async def set_progress(self, job_id: str, worker_id: str, output: Any) -> None:
-        await self._run(lambda q: q(
-            "UPDATE jobs SET output = ? WHERE id = ? AND worker_id = ? AND status = ?",
-            (json.dumps(output), job_id, worker_id, JobStatus.IN_PROGRESS.value)))
+    async def set_progress(self, job_id: str, lease: str, output: Any) -> bool:
+        rows = await self._run(lambda q: q(
+            "UPDATE jobs SET output = ? WHERE id = ? AND lease = ? AND " + RUNNING
+            + " RETURNING id", (json.dumps(output), job_id, lease)))
+        return bool(rows)
 
-    async def append_stream(self, job_id: str, worker_id: str, chunks: list[Any]) -> None:
-        def work(q: Query) -> None:
-            owned = q("SELECT 1 FROM jobs WHERE id = ? AND worker_id = ? AND status = ?",
-                      (job_id, worker_id, JobStatus.IN_PROGRESS.value))
-            if not owned:
-                return
+    async def append_stream(self, job_id: str, lease: str, chunks: list[Any]) -> bool:
+        def work(q: Query) -> bool:
+            if not q("SELECT 1 FROM jobs WHERE id = ? AND lease = ? AND " + RUNNING,
+                     (job_id, lease)):
+                return False
             (last,) = q("SELECT COALESCE(MAX(seq), 0) FROM job_stream WHERE job_id = ?",
                         (job_id,))[0]
             for i, chunk in enumerate(chunks, start=last + 1):
                 q("INSERT INTO job_stream (job_id, seq, chunk) VALUES (?, ?, ?)",
                   (job_id, i, json.dumps(chunk)))
+            return True
 
-        await self._run(work)
+        return await self._run(work)
 
     async def drain_stream(self, job_id: str) -> tuple[Job, list[Any]] | None:
         def work(q: Query) -> tuple[Job, list[Any]] | None:
-            rows = q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?", (job_id, now_ms()))
+            rows = q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?", (job_id, self._clock()))
             if not rows:
                 return None
             chunks = q("DELETE FROM job_stream WHERE job_id = ? RETURNING seq, chunk",
@@ -190,43 +286,60 @@ class SqlJobStore(JobStore):
 
         return await self._run(work)
 
-    async def finish(self, job_id: str, worker_id: str, status: JobStatus, output: Any,
+    async def finish(self, job_id: str, lease: str, status: JobStatus, output: Any,
                      error: str | None) -> Job | None:
-        def work(q: Query) -> Job | None:
-            now = now_ms()
-            rows = q(
+        def work(q: Query) -> tuple[list[Job], Job | None]:
+            now = self._clock()
+            ended = self._ended(q, q(
                 "UPDATE jobs SET status = ?, output = ?, error = ?, completed_at = ?, "
-                "lease_expires_at = NULL, "
-                "expires_at = CASE WHEN expires_at < ? + retention_ms THEN expires_at "
-                "ELSE ? + retention_ms END "
-                "WHERE id = ? AND worker_id = ? AND status = ?" + RETURNING,
-                (status.value, _dump(output), error, now, now, now, job_id, worker_id,
-                 JobStatus.IN_PROGRESS.value),
-            )
-            if rows:
-                self._announce_ended(q, [job_id])
-            return row_to_job(rows[0]) if rows else None
+                "lease_expires_at = NULL, " + KEEP_AFTER_END +
+                " WHERE id = ? AND lease = ? AND " + RUNNING + RETURNING,
+                (status.value, _dump(output), error, now, now, now, job_id, lease)))
+            return ended, ended[0] if ended else None
 
-        return await self._run(work)
+        return await self._end(work)
+
+    async def release(self, job_id: str, lease: str, cause: str | None,
+                      max_attempts: int) -> Job | None:
+        def work(q: Query) -> tuple[list[Job], Job | None]:
+            now = self._clock()
+            counted = 1 if cause else 0
+            failed = self._ended(q, q(
+                "UPDATE jobs SET status = ?, error = ?, completed_at = ?, "
+                "lease_expires_at = NULL, attempts = attempts + 1, " + KEEP_AFTER_END +
+                " WHERE id = ? AND lease = ? AND " + RUNNING + " AND attempts + ? >= ?"
+                + RETURNING,
+                (JobStatus.FAILED.value,
+                 LOST_MESSAGE.format(attempts=max_attempts, cause=cause), now, now, now,
+                 job_id, lease, counted, max_attempts))) if cause else []
+            if failed:
+                return failed, failed[0]
+            q("DELETE FROM job_stream WHERE job_id = ? AND EXISTS (SELECT 1 FROM jobs "
+              "WHERE id = ? AND lease = ? AND " + RUNNING + ")", (job_id, job_id, lease))
+            rows = q("UPDATE jobs SET " + REQUEUE + ", attempts = attempts + ? "
+                     "WHERE id = ? AND lease = ? AND " + RUNNING + RETURNING_BRIEF,
+                     (counted, job_id, lease))
+            return [], row_to_job(rows[0]) if rows else None
+
+        return await self._end(work)
 
     async def cancel(self, job_id: str) -> Job | None:
-        def work(q: Query) -> Job | None:
-            now = now_ms()
-            q("UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, "
-              "expires_at = CASE WHEN expires_at < ? + retention_ms THEN expires_at "
-              "ELSE ? + retention_ms END "
-              "WHERE id = ? AND expires_at > ? AND status NOT IN " + TERMINAL_SQL,
-              (JobStatus.CANCELLED.value, now, now, now, job_id, now))
-            rows = q(SELECT + " WHERE id = ? AND expires_at > ?", (job_id, now))
-            if rows:
-                self._announce_ended(q, [job_id])
-            return row_to_job(rows[0]) if rows else None
+        def work(q: Query) -> tuple[list[Job], Job | None]:
+            now = self._clock()
+            ended = self._ended(q, q(
+                "UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, "
+                + KEEP_AFTER_END + " WHERE id = ? AND expires_at > ? AND " + NOT_TERMINAL
+                + RETURNING, (JobStatus.CANCELLED.value, now, now, now, job_id, now)))
+            if ended:
+                return ended, ended[0]
+            rows = q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?", (job_id, now))
+            return [], row_to_job(rows[0]) if rows else None
 
-        return await self._run(work)
+        return await self._end(work)
 
     async def retry(self, job_id: str) -> Job | None:
         def work(q: Query) -> Job | None:
-            now = now_ms()
+            now = self._clock()
             rows = q(SELECT_BRIEF + " WHERE id = ? AND expires_at > ?", (job_id, now))
             if not rows:
                 return None
@@ -236,11 +349,11 @@ class SqlJobStore(JobStore):
                                    "TIMED_OUT jobs can be retried")
             q("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
             rows = q(
-                "UPDATE jobs SET status = ?, output = NULL, error = NULL, started_at = NULL, "
-                "completed_at = NULL, worker_id = NULL, lease_expires_at = NULL, "
-                "retries = retries + 1, expires_at = ? + ? WHERE id = ?" + RETURNING_BRIEF,
-                (JobStatus.IN_QUEUE.value, now, max(job.expires_at - now, job.retention_ms,
-                                                     job.execution_timeout_ms), job_id),
+                "UPDATE jobs SET " + REQUEUE + ", error = NULL, completed_at = NULL, "
+                "attempts = 0, user_retries = user_retries + 1, expires_at = ? + ? "
+                "WHERE id = ?" + RETURNING_BRIEF,
+                (now, max(job.expires_at - now, job.retention_ms, job.execution_timeout_ms),
+                 job_id),
             )
             return row_to_job(rows[0])
 
@@ -257,18 +370,21 @@ class SqlJobStore(JobStore):
         return await self._run(work)
 
     async def shorten_ttl(self, job_id: str, ttl_ms: int) -> None:
-        await self._run(lambda q: q(
-            "UPDATE jobs SET expires_at = ? WHERE id = ? AND expires_at > ?",
-            (now_ms() + ttl_ms, job_id, now_ms() + ttl_ms)))
+        def work(q: Query) -> None:
+            until = self._clock() + ttl_ms
+            q("UPDATE jobs SET expires_at = ? WHERE id = ? AND expires_at > ?",
+              (until, job_id, until))
+
+        await self._run(work)
 
     async def counts(self, endpoint: str) -> dict[str, int]:
         def work(q: Query) -> dict[str, int]:
-            now = now_ms()
+            now = self._clock()
             rows = q("SELECT status, COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ? "
                      "GROUP BY status", (endpoint, now))
             counts = {s.value: 0 for s in JobStatus} | {status: n for status, n in rows}
             (retried,) = q("SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ? "
-                           "AND retries > 0", (endpoint, now))[0]
+                           "AND attempts + user_retries > 0", (endpoint, now))[0]
             return counts | {"retried": retried}
 
         return await self._run(work, write=False)
@@ -276,35 +392,74 @@ class SqlJobStore(JobStore):
     async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
         rows = await self._run(lambda q: q(
             SELECT_BRIEF + " WHERE endpoint = ? AND status = ? AND expires_at > ? "
-            "ORDER BY created_at DESC LIMIT ?", (endpoint, status.value, now_ms(), limit)),
+            "ORDER BY created_at DESC LIMIT ?", (endpoint, status.value, self._clock(), limit)),
             write=False)
         return [row_to_job(r) for r in rows]
 
-    async def requeue_expired_leases(self, max_retries: int) -> list[Job]:
-        def work(q: Query) -> list[Job]:
-            now = now_ms()
-            failed = q(
+    async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:
+        def work(q: Query) -> tuple[list[Job], list[Job]]:
+            now = self._clock()
+            failed = self._ended(q, q(
                 "UPDATE jobs SET status = ?, completed_at = ?, lease_expires_at = NULL, "
-                "error = 'worker lost: the lease expired ' || CAST(retries + 1 AS TEXT) || "
-                "' times; giving up' WHERE status = ? AND lease_expires_at < ? "
-                "AND retries + 1 >= ?" + RETURNING,
-                (JobStatus.FAILED.value, now, JobStatus.IN_PROGRESS.value, now, max_retries),
-            )
-            q("UPDATE jobs SET status = ?, worker_id = NULL, lease_expires_at = NULL, "
-              "started_at = NULL, output = NULL, retries = retries + 1 "
-              "WHERE status = ? AND lease_expires_at < ?",
-              (JobStatus.IN_QUEUE.value, JobStatus.IN_PROGRESS.value, now))
-            jobs = [row_to_job(r) for r in failed]
-            self._announce_ended(q, [j.id for j in jobs])
-            return jobs
+                "attempts = attempts + 1, error = ?, " + KEEP_AFTER_END +
+                " WHERE " + RUNNING + " AND lease_expires_at < ? AND attempts + 1 >= ?"
+                + RETURNING,
+                (JobStatus.FAILED.value, now,
+                 LOST_MESSAGE.format(attempts=max_attempts, cause=LEASE_EXPIRED), now, now,
+                 now, max_attempts)))
+            requeued = q("UPDATE jobs SET " + REQUEUE + ", attempts = attempts + 1 WHERE "
+                         + RUNNING + " AND lease_expires_at < ? RETURNING id", (now,))
+            for (job_id,) in requeued:
+                q("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
+            return failed, failed
 
-        return await self._run(work)
+        return await self._end(work)
 
-    async def delete_expired(self) -> int:
+    async def delete_expired(self, delivery_retention_ms: int) -> int:
         def work(q: Query) -> int:
-            rows = q("DELETE FROM jobs WHERE expires_at <= ? RETURNING id", (now_ms(),))
+            now = self._clock()
+            rows = q("DELETE FROM jobs WHERE expires_at <= ? RETURNING id", (now,))
             for (job_id,) in rows:
                 q("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
+            q("DELETE FROM webhooks WHERE state <> ? AND created_at < ? AND "
+              "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = webhooks.job_id)",
+              (DeliveryState.PENDING.value, now - delivery_retention_ms))
             return len(rows)
 
         return await self._run(work)
+
+    # -- the webhook outbox --------------------------------------------------------------
+    async def claim_deliveries(self, limit: int, lease_ms: int) -> list[Delivery]:
+        def work(q: Query) -> list[Delivery]:
+            now = self._clock()
+            ids = [i for (i,) in q("SELECT id FROM webhooks WHERE state = ? AND "
+                                   "next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+                                   + self.claim_lock,
+                                   (DeliveryState.PENDING.value, now, limit))]
+            deliveries = []
+            for delivery_id in ids:
+                rows = q("UPDATE webhooks SET next_attempt_at = ? WHERE id = ? RETURNING "
+                         + ", ".join(DELIVERY_COLUMNS), (now + lease_ms, delivery_id))
+                deliveries.append(row_to_delivery(rows[0]))
+            return deliveries
+
+        return await self._run(work)
+
+    async def record_attempt(self, delivery_id: str, attempt: Attempt, delivered: bool,
+                             next_attempt_at: int | None) -> None:
+        def work(q: Query) -> None:
+            rows = q("SELECT attempts FROM webhooks WHERE id = ?", (delivery_id,))
+            if not rows:
+                return
+            log = json.loads(rows[0][0]) + [dataclasses.asdict(attempt)]
+            state = (DeliveryState.DELIVERED if delivered else DeliveryState.FAILED
+                     if next_attempt_at is None else DeliveryState.PENDING)
+            q("UPDATE webhooks SET attempts = ?, state = ?, next_attempt_at = ? WHERE id = ?",
+              (json.dumps(log), state.value, next_attempt_at or attempt.at, delivery_id))
+
+        await self._run(work)
+
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        rows = await self._run(lambda q: q(SELECT_DELIVERY + " WHERE job_id = ? "
+                                           "ORDER BY created_at", (job_id,)), write=False)
+        return [row_to_delivery(r) for r in rows]

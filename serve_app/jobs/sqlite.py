@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from serve_app.jobs.sql import SCHEMA, Query, SqlJobStore
+from serve_app.jobs.model import Clock, now_ms
+from serve_app.jobs.sql import Query, SqlJobStore
 
 T = TypeVar("T")
 
@@ -20,18 +21,16 @@ class SQLiteJobStore(SqlJobStore):
     crash; only an OS crash or power loss can drop the last transactions.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clock: Clock = now_ms) -> None:
         # One thread: SQLite serializes writers anyway, and this keeps one connection.
-        super().__init__(threads=1)
+        super().__init__(threads=1, clock=clock)
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._executor.submit(self._transaction, self._create_schema).result()
 
-    @staticmethod
-    def _create_schema(q: Query) -> None:
-        for statement in SCHEMA:
-            q(statement, ())
+    def _existing_columns(self, q: Query) -> set[str]:
+        return {row[1] for row in q("PRAGMA table_info(jobs)", ())}
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -1,4 +1,5 @@
-"""The job-store interface. SQLite (embedded) and PostgreSQL (cluster) implement it."""
+"""The job-store interface. In-memory (tests), SQLite (one node) and PostgreSQL (cluster)
+implement it; `serve_app.jobs.stores.open_store` picks one from a URL."""
 
 from __future__ import annotations
 
@@ -6,28 +7,30 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from serve_app.jobs.model import Job, JobStatus, NewJob
+from serve_app.jobs.model import Attempt, Delivery, Job, JobStatus, NewJob
 
-
-class QueueFull(Exception):
-    """The endpoint's queue holds its maximum number of jobs."""
-
-
-class NotRetryable(Exception):
-    """Only FAILED and TIMED_OUT jobs can be retried."""
+#: the error a job dead-lettered by lost runs ends with
+LOST_MESSAGE = "worker lost {attempts} time(s); giving up. Last cause: {cause}"
+LEASE_EXPIRED = "its lease expired (the ingress replica or node running it stopped)"
 
 
 class JobStore(ABC):
     """Durable job state shared by every ingress replica.
 
-    Writes by a worker (`renew`, `set_progress`, `append_stream`, `finish`) only take
-    effect while that worker still holds the job's lease, so a job whose lease expired
-    and was handed to another worker cannot be finished twice.
+    A run holds a lease whose token (`Job.lease`, new for every claim) every write of
+    that run names (`renew`, `set_progress`, `append_stream`, `finish`, `release`): a
+    run whose lease expired, or whose job was cancelled or handed to another run, can no
+    longer change the job.
 
-    A job's `input` is returned only where it is used: by `claim` (to run it) and by the
-    ends a webhook reports (`finish`, `cancel`, `requeue_expired_leases`). Elsewhere it is
-    None: status answers never show it, and a polled job's input of megabytes is not
-    read and decoded again on every poll.
+    Every terminal transition (finish, cancel, a lost job dead-lettered) takes one path
+    in each implementation: it happens only from a non-terminal state, so it happens
+    once; in the same transaction it records the job's webhook delivery (the outbox);
+    after commit it tells `watch_ended` listeners on this replica and, where the
+    database can, on every other replica.
+
+    A job's `input` is returned only where it is used: by `claim` (to run it). Elsewhere
+    it is None: status answers never show it, and a polled job's input of megabytes is
+    not read and decoded again on every poll.
     """
 
     @abstractmethod
@@ -41,29 +44,38 @@ class JobStore(ABC):
     @abstractmethod
     async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int) -> list[Job]:
         """Move up to `limit` queued jobs (normal before low priority, oldest first) to
-        IN_PROGRESS under a lease held by `worker_id`."""
+        IN_PROGRESS under a new lease held by `worker_id`."""
 
     @abstractmethod
-    async def renew(self, job_id: str, worker_id: str, lease_ms: int) -> Job | None:
-        """Extend the lease; return the job as stored now (a CANCELLED status tells the worker
-        to stop), or None when the job is gone or no longer this worker's."""
+    async def renew(self, job_id: str, lease: str, lease_ms: int) -> Job | None:
+        """Extend the lease; None when the run must stop (cancelled, ended, expired, or
+        the lease was lost)."""
 
     @abstractmethod
-    async def set_progress(self, job_id: str, worker_id: str, output: Any) -> None:
-        """Set the output seen while IN_PROGRESS."""
+    async def set_progress(self, job_id: str, lease: str, output: Any) -> bool:
+        """Set the output seen while IN_PROGRESS; False when the lease is not held."""
 
     @abstractmethod
-    async def append_stream(self, job_id: str, worker_id: str, chunks: list[Any]) -> None:
-        """Add stream chunks for `/stream` to return once."""
+    async def append_stream(self, job_id: str, lease: str, chunks: list[Any]) -> bool:
+        """Add stream chunks for `/stream` to return once; False when the lease is not held."""
 
     @abstractmethod
     async def drain_stream(self, job_id: str) -> tuple[Job, list[Any]] | None:
         """The job and the chunks not returned before; they are removed as they are read."""
 
     @abstractmethod
-    async def finish(self, job_id: str, worker_id: str, status: JobStatus, output: Any,
+    async def finish(self, job_id: str, lease: str, status: JobStatus, output: Any,
                      error: str | None) -> Job | None:
-        """End a running job; None when the worker no longer holds it."""
+        """End a running job; None when the lease is no longer held."""
+
+    @abstractmethod
+    async def release(self, job_id: str, lease: str, cause: str | None,
+                      max_attempts: int) -> Job | None:
+        """Give a running job back to the queue at once, its stream cleared. With a
+        `cause` the run was lost to the infrastructure and counts an attempt; at
+        `max_attempts` the job ends FAILED naming the cause instead. Without one it was
+        handed back (the replica is stopping) and counts nothing. None when the lease is
+        no longer held."""
 
     @abstractmethod
     async def cancel(self, job_id: str) -> Job | None:
@@ -71,7 +83,8 @@ class JobStore(ABC):
 
     @abstractmethod
     async def retry(self, job_id: str) -> Job | None:
-        """Queue a FAILED or TIMED_OUT job again with its output cleared; NotRetryable else."""
+        """Queue a FAILED or TIMED_OUT job again with its output cleared (a user retry,
+        not counted as a lost attempt); NotRetryable else."""
 
     @abstractmethod
     async def purge_queue(self, endpoint: str) -> int:
@@ -83,40 +96,43 @@ class JobStore(ABC):
 
     @abstractmethod
     async def counts(self, endpoint: str) -> dict[str, int]:
-        """Jobs per status name, plus `retried` (jobs with retries > 0)."""
+        """Jobs per status name, plus `retried` (jobs run more than once)."""
 
     @abstractmethod
     async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
         """Jobs of one status, newest first (e.g. the FAILED dead letters)."""
 
     @abstractmethod
-    async def requeue_expired_leases(self, max_retries: int) -> list[Job]:
-        """Running jobs whose lease ran out go back to the queue with retries + 1, or end
-        FAILED once retries reach `max_retries`. Returns the jobs that failed."""
+    async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:
+        """Running jobs whose lease ran out go back to the queue counting an attempt, or
+        end FAILED at `max_attempts`. Returns the jobs that failed."""
 
     @abstractmethod
-    async def delete_expired(self) -> int:
-        """Remove jobs past `expires_at`."""
+    async def delete_expired(self, delivery_retention_ms: int) -> int:
+        """Remove jobs past `expires_at`, and deliveries finished longer ago than
+        `delivery_retention_ms` whose job is gone. Pending deliveries stay."""
+
+    @abstractmethod
+    async def claim_deliveries(self, limit: int, lease_ms: int) -> list[Delivery]:
+        """Up to `limit` pending deliveries that are due; each is pushed `lease_ms` into the
+        future, so no other replica attempts it meanwhile (nor again, if this one dies)."""
+
+    @abstractmethod
+    async def record_attempt(self, delivery_id: str, attempt: Attempt, delivered: bool,
+                             next_attempt_at: int | None) -> None:
+        """Keep one attempt's outcome: DELIVERED, or PENDING until `next_attempt_at`, or
+        FAILED when there is none."""
+
+    @abstractmethod
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        """The job's webhook deliveries with their attempts, oldest first."""
 
     @abstractmethod
     def watch_ended(self, on_ended: Callable[[str], None]) -> None:
         """From now on call `on_ended(job_id)`, on the running event loop, whenever a job
-        ends on any replica. Stores that cannot notify leave it to waiters to poll."""
+        ends here or, where the store can tell, on another replica (possibly more than
+        once for one end)."""
 
     @abstractmethod
     async def close(self) -> None:
         """Release connections."""
-
-
-def open_store(url: str) -> JobStore:
-    """A store for `sqlite:///path` or `postgresql://...`."""
-    if url.startswith("sqlite:///"):
-        from serve_app.jobs.sqlite import SQLiteJobStore
-
-        # sqlite:///relative/path, sqlite:////absolute/path (as SQLAlchemy spells them)
-        return SQLiteJobStore(url[len("sqlite:///"):])
-    if url.startswith(("postgresql://", "postgres://")):
-        from serve_app.jobs.postgres import PostgresJobStore
-
-        return PostgresJobStore(url)
-    raise ValueError(f"unsupported job store URL {url!r}: use sqlite:///path or postgresql://")

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from serve_app.jobs.dispatcher import Dispatcher, Endpoint
 from serve_app.jobs.model import JobStatus
-from serve_app.jobs.service import JobService, Submission
-from serve_app.jobs.store import JobStore, open_store
-from serve_app.jobs.webhooks import WebhookSender
-from serve_app.settings import EndpointSpec, JobSettings
+from serve_app.jobs.service import Submission
+from serve_app.jobs.settings import JobSettings
+from serve_app.jobs.stores import open_store
+from tests.jobs.harness import Replica, replica
 
 pytestmark = pytest.mark.postgres
 
@@ -29,27 +28,23 @@ class SlowEcho:
         return {"echo": job["input"]}
 
 
-def replica(store_url: str) -> tuple[JobService, Dispatcher, JobStore]:
-    store = open_store(store_url)
-    spec = EndpointSpec(max_concurrency=1)
-    endpoints = {"e": Endpoint("e", spec, SlowEcho())}
-    webhooks = WebhookSender(1, 0, 1)
-    dispatcher = Dispatcher(store, endpoints, NO_POLLING, webhooks)
-    return JobService(store, dispatcher, webhooks, {"e": spec}, NO_POLLING), dispatcher, store
+def pg_replica(store_url: str) -> Replica:
+    return replica(open_store(store_url), SlowEcho(), NO_POLLING, max_concurrency=1,
+                   start=False)
 
 
 def test_a_wait_on_one_replica_ends_when_another_finishes(postgres_url: str) -> None:
     async def main() -> tuple[JobStatus, Any, JobStatus]:
-        (runner, a, a_store), (waiter, b, b_store) = replica(postgres_url), replica(postgres_url)
-        a.start()
-        b.start()
+        runner, waiter = pg_replica(postgres_url), pg_replica(postgres_url)
+        runner.dispatcher.start()
+        waiter.dispatcher.start()
         await asyncio.sleep(0.5)  # both idle loops have looked once; listeners connected
-        job = await runner.submit("e", Submission(input={"x": 1}), sync=False)
-        first = (await waiter.status("e", job.id)).status
-        ended = await asyncio.wait_for(waiter.wait("e", job.id, wait_ms=3_600_000), 30)
-        for dispatcher, store in ((a, a_store), (b, b_store)):
-            await dispatcher.stop()
-            await store.close()
+        job = await runner.service.submit("e", Submission(input={"x": 1}), sync=False)
+        first = (await waiter.service.status("e", job.id)).status
+        ended = await asyncio.wait_for(waiter.service.wait("e", job.id, wait_ms=3_600_000), 30)
+        for r in (runner, waiter):
+            await r.stop()
+            await r.store.close()
         return first, ended.output, ended.status
 
     first, output, status = asyncio.run(main())

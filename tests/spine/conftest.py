@@ -7,7 +7,6 @@ Endpoints: `ipa-generation` (the G2P model) and unchanged RunPod worker handlers
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.clients import LocalHTTPServer, QuietHandler
+from tests.clients import Receiver
 
 API_KEY = "test-key-123"
 DEMO = "deployments.handlers.demo_worker"
@@ -89,26 +88,6 @@ def wait_for(client: httpx.Client, url: str, predicate, timeout_s: float = 60) -
             return body
         time.sleep(0.1)
     raise AssertionError(f"{url} never satisfied the condition; last: {body}")
-
-
-class Receiver(LocalHTTPServer):
-    """A real local webhook receiver: /ok answers 200, /fail answers 500."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-        receiver = self
-
-        class Handler(QuietHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.calls.append((self.path, body))
-                self.send_response(200 if self.path.startswith("/ok") else 500)
-                self.end_headers()
-
-        super().__init__(Handler)
-
-    def received(self, path: str) -> list[dict]:
-        return [body for p, body in self.calls if p == path]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,36 @@
+"""What can go wrong in the job layer, and how an endpoint tells the dispatcher how a run
+ended badly. Callers that wrap a real backend (a Ray deployment handle, an external
+worker) translate its failures into `JobFailed` or `WorkerLost`."""
+
+from __future__ import annotations
+
+
+class QueueFull(Exception):
+    """The endpoint's queue holds its maximum number of jobs."""
+
+
+class NotRetryable(Exception):
+    """Only FAILED and TIMED_OUT jobs can be retried."""
+
+
+class UnknownEndpoint(LookupError):
+    """No endpoint of that id is served here."""
+
+
+class UnknownJob(LookupError):
+    """No such job on the endpoint (never submitted, or expired and removed)."""
+
+
+class JobFailed(Exception):
+    """The job's own failure (its input, or an exception in the work itself): the job ends
+    FAILED at once with this message. `status_code` is the 4xx a synchronous caller
+    answers with when the input is at fault, None for other failures."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class WorkerLost(Exception):
+    """The infrastructure lost the run (a worker process or node died, the backend was
+    unavailable or redeployed): the job goes back to the queue, counting an attempt."""
