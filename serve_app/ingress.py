@@ -32,7 +32,7 @@ app.include_router(direct.router)
 install_error_handlers(app)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2000)
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=2000)
 @serve.ingress(app)
 class Ingress:
     def __init__(self, handles: dict[str, DeploymentHandle], event_endpoints: list[str],

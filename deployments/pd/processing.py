@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import butter, filtfilt
 
 # The original's constants (design.md, "Partial discharge (PD) UNet1D").
 HIGHPASS_ORDER = 3
@@ -53,6 +52,10 @@ class Region:
 def highpass(signals: np.ndarray, order: int = HIGHPASS_ORDER,
              cutoff: float = HIGHPASS_CUTOFF) -> np.ndarray:
     """Zero-phase Butterworth high-pass along the last axis (filtfilt: no delay of pulses)."""
+    # Imported here: scipy.signal costs ~1.5 s of CPU to import, and the settings (read by
+    # the ingress and every process that builds the app) import this module's constants.
+    from scipy.signal import butter, filtfilt
+
     b, a = butter(order, cutoff, btype="high")
     # filtfilt's default padding needs more than 3*max(len(a), len(b)) samples; shorter
     # signals are still filtered, with the padding shrunk to fit.
