@@ -44,6 +44,7 @@ class LocalHTTPServer:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()  # free the port: a test may listen on it again
 
 
 class Receiver(LocalHTTPServer):

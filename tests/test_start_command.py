@@ -11,8 +11,6 @@ raylet and workers included, may stay.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import shlex
 import signal
@@ -31,6 +29,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.workload import example
+
 REPO = Path(__file__).resolve().parents[1]
 START_COMMAND = "serve run configs/serve.yaml"
 CONFIG = REPO / "configs" / "serve.yaml"
@@ -42,65 +42,7 @@ GATE_TIMEOUT_S = 2  # until the ingress answers, the proxy may accept and hang
 CALL_TIMEOUT_S = 15  # one call once the ingress answers (it waits for model replicas)
 JOB_WAIT_MS = 2000  # runsync and status-sync answer within this, done or not
 STOP_WITHIN_S = 60
-FOX = "the quick brown fox jumps over the lazy dog"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-
-
-# ---------------------------------------------------------------- example inputs
-
-
-def fox_recording() -> dict[str, Any]:
-    audio = (REPO / "tests" / "pronunciation" / "fixtures" / "fox.wav").read_bytes()
-    return {"audio": base64.b64encode(audio).decode(), "text": FOX, "language": "en-us"}
-
-
-def radiograph() -> dict[str, Any]:
-    from PIL import Image
-
-    from deployments.dental.synthetic import synthetic_radiograph
-
-    png = io.BytesIO()
-    Image.fromarray(synthetic_radiograph(256, 512)).save(png, format="PNG")
-    return {"image_url": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}
-
-
-def pd_signals() -> tuple[dict[str, Any], list[list[tuple[int, int]]]]:
-    """Two held-out synthetic signals with pulses, and their true regions."""
-    from deployments.pd.evaluate import HELD_OUT_SEED
-    from deployments.pd.synthetic import SyntheticParams, generate
-
-    data = generate(6, seed=HELD_OUT_SEED, params=SyntheticParams(
-        noise_std=(100.0, 100.0), pulse_snr=(8.0, 16.0), max_pulses=3))
-    rows = [i for i, regions in enumerate(data.regions) if regions][:2]
-    truth = [[(r.start, r.end) for r in data.regions[i]] for i in rows]
-    return {"signals": data.signals[rows].tolist()}, truth
-
-
-def check_ipa(out: dict[str, Any]) -> None:
-    assert [w["word"] for w in out["words"]] == ["Hello", "world"], out
-    assert all(w["phones"] for w in out["words"]) and out["ipa"].startswith("/h/"), out
-
-
-def check_assessment(out: dict[str, Any]) -> None:
-    assert [w["word"] for w in out["words"]] == FOX.split(), out
-    assert out["score"] > 70, out  # fox.wav read against its own sentence
-
-
-def check_dental(out: dict[str, Any]) -> None:
-    rows = out["csv_data"].strip().splitlines()
-    assert len(rows) == 1 + 32 * 8, rows[:3]  # header, then every (tooth, finding)
-    assert out["num_findings"] == len(out["findings"]), out["num_findings"]
-
-
-def check_pd(truth: list[list[tuple[int, int]]]) -> Callable[[dict[str, Any]], None]:
-    def check(out: dict[str, Any]) -> None:
-        assert out["total_samples_processed"] == len(truth), out
-        assert [r["sample_index"] for r in out["results"]] == list(range(len(truth))), out
-        for result, pulses in zip(out["results"], truth, strict=True):
-            found = [(r["start"], r["end"]) for r in result["regions"]]
-            for start, end in pulses:  # every true pulse is overlapped by a found region
-                assert any(s < end and start < e for s, e in found), (pulses, found)
-    return check
 
 
 def check_demo(out: dict[str, Any]) -> None:
@@ -135,21 +77,13 @@ def expected_of_the_config() -> Expected:
     (app,) = config["applications"]
     assert app["route_prefix"] == "/", app["route_prefix"]
     args = app["args"]
-    signals, truth = pd_signals()
-    examples: dict[str, tuple[dict[str, Any], Callable[[Any], None]]] = {
-        "ipa-generation": ({"text": "Hello world", "language": "en-us"}, check_ipa),
-        "pronunciation-assessment": (fox_recording(), check_assessment),
-        "dental-pano": (radiograph(), check_dental),
-        "pd-segmentation": (signals, check_pd(truth)),
-    }
     handler_examples = {
         "deployments.handlers.demo_worker": ({"steps": 2, "echo": "start-command"}, check_demo),
     }
     calls: dict[str, list[Call]] = {}
     listing: dict[str, Any] = {}
     for endpoint, spec in (args.get("endpoints") or {}).items():
-        assert endpoint in examples, f"no example input for endpoint {endpoint!r}: add one"
-        body, check = examples[endpoint]
+        body, check = example(endpoint)  # a KeyError asks for an example of a new endpoint
         calls[endpoint] = [job_call(endpoint, body, check)]
         route = spec.get("route")
         listing[endpoint] = {"route": f"/{route}" if route else None,
