@@ -19,6 +19,7 @@ from serve_app.jobs.model import (
     Job,
     JobStatus,
     NewJob,
+    Workload,
     now_ms,
     webhook_payload,
 )
@@ -187,6 +188,14 @@ class InMemoryJobStore(JobStore):
         live = [j for j in self._jobs.values() if j.endpoint == endpoint and j.expires_at > now]
         counts = {s.value: sum(1 for j in live if j.status is s) for s in JobStatus}
         return counts | {"retried": sum(1 for j in live if j.retries > 0)}
+
+    async def workload(self, endpoints: list[str]) -> Workload:
+        now = self._clock()
+        live = [j for j in self._jobs.values() if j.endpoint in endpoints and j.expires_at > now]
+        queued = [j for j in live if j.status is JobStatus.IN_QUEUE]
+        return Workload(queued=sum(not j.low_priority for j in queued),
+                        queued_low_priority=sum(j.low_priority for j in queued),
+                        running=sum(j.status is JobStatus.IN_PROGRESS for j in live))
 
     async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
         now = self._clock()

@@ -115,6 +115,16 @@ class NewJob:
     created_at: int = field(default_factory=now_ms)
 
 
+@dataclass(frozen=True)
+class Workload:
+    """Jobs waiting and running on some endpoints (what autoscaling sizes replicas by)."""
+
+    queued: int = 0
+    #: queued with policy.lowPriority: they never call for more replicas (RunPod's rule)
+    queued_low_priority: int = 0
+    running: int = 0
+
+
 def webhook_payload(job: Job) -> dict[str, Any]:
     """RunPod's: the status object plus the job's `input` and `webhook`."""
     return job.status_object() | {"input": job.input, "webhook": job.webhook}

@@ -22,6 +22,7 @@ from serve_app.jobs.model import (
     Job,
     JobStatus,
     NewJob,
+    Workload,
     webhook_payload,
 )
 from serve_app.jobs.store import LEASE_EXPIRED, LOST_MESSAGE, JobStore
@@ -393,6 +394,24 @@ class SqlJobStore(JobStore):
             (retried,) = q("SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ? "
                            "AND attempts + user_retries > 0", (endpoint, now))[0]
             return counts | {"retried": retried}
+
+        return await self._run(work, write=False)
+
+    async def workload(self, endpoints: list[str]) -> Workload:
+        if not endpoints:
+            return Workload()
+
+        def work(q: Query) -> Workload:
+            marks = ", ".join("?" for _ in endpoints)
+            rows = q(f"SELECT status, low_priority, COUNT(*) FROM jobs WHERE endpoint IN ({marks}) "
+                     "AND status IN (?, ?) AND expires_at > ? GROUP BY status, low_priority",
+                     (*endpoints, JobStatus.IN_QUEUE.value, JobStatus.IN_PROGRESS.value,
+                      self._clock()))
+            n = {(status, bool(low)): count for status, low, count in rows}
+            queued = JobStatus.IN_QUEUE.value
+            return Workload(queued=n.get((queued, False), 0),
+                            queued_low_priority=n.get((queued, True), 0),
+                            running=sum(c for (s, _), c in n.items() if s != queued))
 
         return await self._run(work, write=False)
 

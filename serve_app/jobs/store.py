@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from serve_app.jobs.model import Attempt, Delivery, Job, JobStatus, NewJob
+from serve_app.jobs.model import Attempt, Delivery, Job, JobStatus, NewJob, Workload
 
 #: the error a job dead-lettered by lost runs ends with
 LOST_MESSAGE = "worker lost {attempts} time(s); giving up. Last cause: {cause}"
@@ -97,6 +97,10 @@ class JobStore(ABC):
     @abstractmethod
     async def counts(self, endpoint: str) -> dict[str, int]:
         """Jobs per status name, plus `retried` (jobs run more than once)."""
+
+    @abstractmethod
+    async def workload(self, endpoints: list[str]) -> Workload:
+        """Live jobs of these endpoints waiting or running: what replicas are needed for."""
 
     @abstractmethod
     async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:

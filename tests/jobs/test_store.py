@@ -400,3 +400,19 @@ def test_given_up_deliveries_are_kept_then_removed_with_their_job(store: JobStor
     clock.advance(1_000)
     run(store.delete_expired(1_000))
     assert _deliveries(store, "a") == []
+
+
+def test_workload_counts_waiting_and_running_jobs_apart_from_low_priority(
+        store: JobStore, clock: FakeClock) -> None:
+    for i in range(5):
+        run(store.create(new(f"n{i}", clock), 10))
+        clock.advance(1)
+    for i in range(3):
+        run(store.create(new(f"low{i}", clock, low_priority=True), 10))
+    run(store.create(new("elsewhere", clock, endpoint="f"), 10))
+    run(store.claim("e", "w", 5_000, 2))
+    run(store.cancel("n4"))
+    w = run(store.workload(["e"]))
+    assert (w.queued, w.queued_low_priority, w.running) == (2, 3, 2)
+    assert run(store.workload(["e", "f"])).queued == 3
+    assert run(store.workload([])).queued == 0
