@@ -15,6 +15,7 @@ import argparse
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def main() -> int:
         cluster.up("/endpoints")
         client = httpx.Client(base_url=cluster.url, timeout=60)
         signals, _ = example(ENDPOINT)
-        # Twenty copies of the example's signals: a job takes long enough to queue behind.
-        body = {"signals": signals["signals"] * 20}
+        # Five copies of the example's signals: a job takes long enough to queue behind.
+        body = {"signals": signals["signals"] * 5}
         print("idle: PDSegmenter replicas", len(cluster.replica_pids("PDSegmenter")))
         samples: list[tuple[float, int, int, int]] = []
         stop = threading.Event()
@@ -98,6 +99,9 @@ def main() -> int:
         done = [client.get(f"/v2/{ENDPOINT}/status/{i}").json() for i in ids]
         completed = [d for d in done if d["status"] == "COMPLETED"
                      and d["output"]["total_samples_processed"] == len(body["signals"])]
+        outcomes = Counter(d["status"] if d["status"] != "FAILED" else
+                           f"FAILED: {d.get('error', '')[:80]}" for d in done)
+        print("outcomes:", dict(outcomes))
         peak = max((s[3] for s in samples), default=0)
         drained = next((s[0] for s in samples if s[0] > 5 and s[1] == s[2] == 0), None)
         print(f"{len(completed)}/{len(ids)} completed; peak {peak} replicas "

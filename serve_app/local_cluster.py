@@ -142,12 +142,12 @@ class LocalCluster:
     def add_worker(self) -> int:
         """Start a worker node and wait until it joined. One at a time: nodes starting
         together on one machine can pick the same free port and fail to bind."""
-        joined = len(self.alive_nodes()) + 1
         leader = self._ray_start(f"--address=127.0.0.1:{self.state.gcs_port}",
                                  f"--num-cpus={self.worker_cpus}",
                                  f"--num-gpus={self.worker_gpus}")
-        wait_until(lambda: len(self.alive_nodes()) >= joined, "the worker node to join",
-                   log=self.log_path)
+        # This node by its id: a node just killed may still count as alive for a while.
+        wait_until(lambda: self.node_id(leader) in {n["node_id"] for n in self.alive_nodes()},
+                   "the worker node to join", log=self.log_path)
         return leader
 
     def alive_nodes(self) -> list[dict[str, Any]]:

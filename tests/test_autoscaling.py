@@ -5,6 +5,8 @@ after the delay."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
@@ -36,6 +38,16 @@ def test_replicas_follow_jobs_and_ignore_low_priority() -> None:
     assert replicas_for(Workload(queued=4, queued_low_priority=50), 0, 4, current=0) == 1
 
 
+async def _reading(policy: QueueDepthPolicy, context: AutoscalingContext,
+                   done: Callable[[dict], bool]) -> dict:
+    """Call the policy until its reading of the store satisfies `done` (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while not done(state := policy(context)[1]):
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.01)
+    return state
+
+
 def test_the_policy_reads_the_queue_and_scales_down_after_the_delay(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/jobs.sqlite3"
 
@@ -49,16 +61,16 @@ def test_the_policy_reads_the_queue_and_scales_down_after_the_delay(tmp_path: Pa
                                   execution_timeout_ms=60_000, retention_ms=60_000), 100)
         policy = QueueDepthPolicy(url, ["pd"], poll_interval_s=0.01)
         seen = [policy(ctx(0))[0]]  # before the first reading: nothing known
-        await asyncio.sleep(0.2)
-        wanted, state = policy(ctx(0))
-        seen.append(wanted)
+        state = await _reading(policy, ctx(0), lambda s: s["queued"] == 6)
         assert state == {"queued": 6, "queued_low_priority": 4, "running": 0}
+        seen.append(policy(ctx(0))[0])
         await store.purge_queue("pd")
-        policy(ctx(2))
-        await asyncio.sleep(0.1)
-        seen.append(policy(ctx(2))[0])  # the queue drained: down only after the delay
-        await asyncio.sleep(0.25)
-        seen.append(policy(ctx(2))[0])
+        drained = ctx(2, downscale_delay_s=0.5)
+        await _reading(policy, drained, lambda s: s["queued"] == 0)
+        lower_since = time.monotonic()
+        seen.append(policy(drained)[0])  # the queue drained: down only after the delay
+        await asyncio.sleep(max(0.0, 0.55 - (time.monotonic() - lower_since)))
+        seen.append(policy(drained)[0])
         await store.close()
         return seen
 
