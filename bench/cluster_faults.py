@@ -212,7 +212,13 @@ def faults(cluster: LocalCluster, hooks: Hooks) -> dict[str, tuple[Callable, Cal
         signal_pid(cluster.raylet_pid(leader))
 
     def replace_node() -> None:
-        cluster.add_worker()
+        try:
+            cluster.add_worker()
+        except TimeoutError as exc:
+            # Seen under load on 2 cores ("node timed out during startup"): the drill goes
+            # on with the nodes that are left, and says so.
+            print(f"the replacement worker did not join: {str(exc).splitlines()[0]}",
+                  flush=True)
 
     def restart_postgres() -> None:
         version, name = postgres_cluster_name().split()
