@@ -13,41 +13,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from serve_app.local_cluster import answers, wait_until
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 DEMO = "deployments.handlers.demo_worker"
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 300,
-               log: Path | None = None) -> Any:
-    """Poll `check` (errors count as not yet) until it returns something true."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if result := check():
-                return result
-        except (httpx.HTTPError, OSError, KeyError):
-            pass
-        time.sleep(0.25)
-    tail = log.read_text(errors="replace")[-3000:] if log else ""
-    raise AssertionError(f"{what} did not happen within {timeout_s} s\n{tail}")
-
-
-def answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 class Cluster:
