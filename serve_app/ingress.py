@@ -12,6 +12,8 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.api import direct, jobs
 from serve_app.api.deps import Runtime, install_runtime
 from serve_app.api.errors import install_error_handlers
+from serve_app.api.keys import KeyRing
+from serve_app.api.ratelimit import RateLimiter
 from serve_app.callers import HandleCaller
 from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.endpoints import Endpoint
@@ -48,7 +50,9 @@ class Ingress:
         self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks)
         service = JobService(self._store, self._dispatcher,
                              {n: e.spec for n, e in endpoints.items()}, settings)
-        install_runtime(Runtime(service, endpoints, settings))
+        # Keys are read here, in the replica, so they may come from its file or environment.
+        install_runtime(Runtime(service, endpoints, settings, KeyRing.load(settings),
+                                RateLimiter(settings.rate_limits)))
         self._dispatcher.start()
 
     async def __del__(self) -> None:

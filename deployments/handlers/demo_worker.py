@@ -3,28 +3,44 @@
 Served here by naming the module in `handlers:` of the config; the `start()` call at
 the bottom is captured rather than run.
 
-Input: {"steps": int, "delay_s": float, "fail": str | null, "raise": str | null,
-        "echo": any, "marker": path written when the work runs to its end}
+Input: {"steps": int (1-100), "delay_s": float (0-30, per step), "fail": str | null,
+        "raise": str | null, "echo": any}. Out-of-range numbers fail the job with an error
+        naming them: a worker reachable by anyone must bound the work it is asked for.
 """
 
 import time
 
 import runpod
 
+MAX_STEPS = 100
+MAX_DELAY_S = 30.0
+
+
+def _bounded(job_input: dict, name: str, default: float, low: float, high: float) -> float:
+    value = job_input.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}")
+    return value
+
+
+def _stream_shape(job_input: dict) -> tuple[int, float]:
+    return (int(_bounded(job_input, "chunks", 3, 0, MAX_STEPS)),
+            float(_bounded(job_input, "delay_s", 0.0, 0.0, MAX_DELAY_S)))
+
 
 def handler(job):
     job_input = job["input"]
-    steps = int(job_input.get("steps", 1))
-    delay_s = float(job_input.get("delay_s", 0.0))
+    try:
+        steps = int(_bounded(job_input, "steps", 1, 1, MAX_STEPS))
+        delay_s = float(_bounded(job_input, "delay_s", 0.0, 0.0, MAX_DELAY_S))
+    except ValueError as exc:
+        return {"error": str(exc)}
     for step in range(steps):
         runpod.serverless.progress_update(job, {"step": step + 1, "of": steps})
         # Sleep in short slices so a cancelled or timed-out job stops promptly.
         end = time.monotonic() + delay_s
         while time.monotonic() < end:
             time.sleep(min(0.05, end - time.monotonic()))
-    if job_input.get("marker"):
-        with open(job_input["marker"], "w") as f:
-            f.write(job["id"])
     if job_input.get("fail"):
         return {"error": str(job_input["fail"])}
     if job_input.get("raise"):
@@ -34,9 +50,9 @@ def handler(job):
 
 def stream_handler(job):
     """A generator handler: each yield is one /stream chunk."""
-    job_input = job["input"]
-    for i in range(int(job_input.get("chunks", 3))):
-        time.sleep(float(job_input.get("delay_s", 0.0)))
+    chunks, delay_s = _stream_shape(job["input"])
+    for i in range(chunks):
+        time.sleep(delay_s)
         yield {"index": i, "text": f"chunk {i}"}
 
 
@@ -44,8 +60,9 @@ async def async_stream_handler(job):
     """An async generator handler."""
     import asyncio
 
-    for i in range(int(job["input"].get("chunks", 3))):
-        await asyncio.sleep(float(job["input"].get("delay_s", 0.0)))
+    chunks, delay_s = _stream_shape(job["input"])
+    for i in range(chunks):
+        await asyncio.sleep(delay_s)
         yield i
 
 

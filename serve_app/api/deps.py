@@ -1,8 +1,7 @@
-"""Request dependencies: the runtime, API-key auth, bounded JSON bodies."""
+"""Request dependencies: the runtime, the caller (API key, rate limit), bounded JSON bodies."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -10,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from serve_app.api.errors import BadRequest, PayloadTooLarge, Unauthorized
+from serve_app.api.keys import Caller, KeyRing
+from serve_app.api.ratelimit import RateLimiter
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.service import JobService
 from serve_app.jobs.settings import JobSettings
@@ -22,6 +23,8 @@ class Runtime:
     service: JobService
     endpoints: dict[str, Endpoint]
     settings: JobSettings
+    keys: KeyRing
+    limiter: RateLimiter
 
 
 _runtime: Runtime | None = None
@@ -43,17 +46,18 @@ async def get_runtime() -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def require_api_key(request: Request, runtime: RuntimeDep) -> None:
-    """Accept `Authorization: Bearer <key>` and the bare `Authorization: <key>`."""
-    keys = runtime.settings.api_keys
-    if not keys:
-        return
-    header = request.headers.get("authorization", "").strip()
-    if not header:
-        raise Unauthorized("missing Authorization header (Bearer <api key>)")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else header
-    if not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):
-        raise Unauthorized("invalid API key")
+def caller(route_class: str) -> Any:
+    """A dependency: the authenticated caller, counted against `route_class`'s rate."""
+
+    async def identify(request: Request, runtime: RuntimeDep) -> Caller:
+        address = request.client.host if request.client else "unknown"
+        found = runtime.keys.identify(request.headers.get("authorization", ""), address)
+        if found is None:
+            raise Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
+        runtime.limiter.check(route_class, found.limiter_id)
+        return found
+
+    return Depends(identify)
 
 
 async def read_json(request: Request, limit_bytes: int) -> Any:

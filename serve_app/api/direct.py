@@ -7,19 +7,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from serve_app.api.deps import Runtime, RuntimeDep, read_json, require_api_key
+from serve_app.api.deps import Runtime, RuntimeDep, caller, read_json
 from serve_app.api.errors import ApiError, BadRequest
 from serve_app.api.schemas import ErrorBody
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.errors import UnknownEndpoint
 
-router = APIRouter(tags=["direct"], dependencies=[Depends(require_api_key)],
-                   responses={c: {"model": ErrorBody} for c in (400, 401, 404, 413, 504)})
+router = APIRouter(tags=["direct"],
+                   responses={c: {"model": ErrorBody} for c in (400, 401, 404, 413, 429, 504)})
+#: each direct call is counted against the caller's `direct` rate; other routes `other`
+Direct = Annotated[object, caller("direct")]
+Other = Annotated[object, caller("other")]
 
 #: a direct call waits at most this long; longer work belongs on /run
 DIRECT_TIMEOUT_S = 300.0
@@ -28,7 +31,7 @@ T = TypeVar("T")
 
 
 @router.get("/endpoints", summary="Served endpoints and their direct routes")
-async def endpoints(runtime: RuntimeDep) -> dict[str, Any]:
+async def endpoints(runtime: RuntimeDep, _: Other) -> dict[str, Any]:
     return {name: {"route": f"/{e.spec.route}" if e.spec.route else None,
                    "jobs": f"/v2/{name}/run"}
             for name, e in runtime.endpoints.items()}
@@ -58,20 +61,20 @@ async def _answer(endpoint: Endpoint, work: Awaitable[T]) -> T:
 
 
 @router.post("/{route}", summary="Run an endpoint directly (see GET /endpoints)")
-async def direct(route: str, request: Request, runtime: RuntimeDep) -> Any:
+async def direct(route: str, request: Request, runtime: RuntimeDep, _: Direct) -> Any:
     endpoint = _endpoint(runtime, route)
     return await _answer(endpoint, endpoint.caller.call(await _job(request, runtime)))
 
 
 @router.post("/{route}/html", response_class=HTMLResponse,
              summary="The endpoint's result as an HTML page with plots")
-async def html(route: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
+async def html(route: str, request: Request, runtime: RuntimeDep, _: Direct) -> HTMLResponse:
     endpoint = _endpoint(runtime, route, "html")
     job = await _job(request, runtime)
     return HTMLResponse(await _answer(endpoint, endpoint.caller.method("render_html", job)))
 
 
 @router.get("/{route}/healthz", summary="The endpoint's model health")
-async def healthz(route: str, runtime: RuntimeDep) -> Any:
+async def healthz(route: str, runtime: RuntimeDep, _: Other) -> Any:
     endpoint = _endpoint(runtime, route, "healthz")
     return await _answer(endpoint, endpoint.caller.method("healthz"))

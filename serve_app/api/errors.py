@@ -44,6 +44,14 @@ class PayloadTooLarge(ApiError):
     status_code = 413
 
 
+class TooManyRequests(ApiError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 STATUS_BY_TYPE: dict[type[Exception], int] = {
     UnknownEndpoint: 404,
     UnknownJob: 404,
@@ -76,7 +84,9 @@ def describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _json(exc.status_code, str(exc))
+        response = _json(exc.status_code, str(exc))
+        response.headers.update(getattr(exc, "headers", {}))
+        return response
 
     @app.exception_handler(JobFailed)
     async def _job_failed(_: Request, exc: JobFailed) -> JSONResponse:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from serve_app.api.deps import RuntimeDep, read_json, require_api_key
+from serve_app.api.deps import RuntimeDep, caller, read_json
 from serve_app.api.errors import BadRequest
+from serve_app.api.keys import Caller
 from serve_app.api.schemas import (
     ErrorBody,
     HealthBody,
@@ -28,17 +29,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 RUN_BODY = {"requestBody": {"content": {"application/json": {
     "schema": RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
-router = APIRouter(prefix="/v2/{endpoint_id}", tags=["jobs (RunPod API)"],
-                   dependencies=[Depends(require_api_key)], responses=ERRORS)
+router = APIRouter(prefix="/v2/{endpoint_id}", tags=["jobs (RunPod API)"], responses=ERRORS)
+
+#: a `wait` query parameter in ms; longer waits are clamped to the configured maximum
+WaitMs = Annotated[int | None, Query(ge=0, le=2**31)]
 
 
 def _in_range(name: str, value: int | None, low: int, high: int) -> int | None:
     if value is not None and not low <= value <= high:
-        raise BadRequest(f"policy.{name} must be between {low} and {high} ms, got {value}")
+        raise BadRequest(f"{name} must be between {low} and {high} ms, got {value}")
     return value
 
 
-def parse_submission(body: Any, settings: JobSettings) -> Submission:
+def parse_submission(body: Any, settings: JobSettings, owner: str | None) -> Submission:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object with an 'input' object")
     if "input" not in body:
@@ -54,12 +57,14 @@ def parse_submission(body: Any, settings: JobSettings) -> Submission:
     return Submission(
         input=request.input,
         webhook=str(request.webhook) if request.webhook else None,
-        execution_timeout_ms=_in_range("executionTimeout", policy and policy.executionTimeout,
+        execution_timeout_ms=_in_range("policy.executionTimeout",
+                                       policy and policy.executionTimeout,
                                        limits.execution_timeout_min_ms,
                                        limits.execution_timeout_max_ms),
-        ttl_ms=_in_range("ttl", policy and policy.ttl, limits.ttl_min_ms, limits.ttl_max_ms),
+        ttl_ms=_in_range("policy.ttl", policy and policy.ttl, limits.ttl_min_ms, limits.ttl_max_ms),
         low_priority=bool(policy and policy.lowPriority),
         s3_config=request.s3Config.model_dump() if request.s3Config else None,
+        owner=owner,
     )
 
 
@@ -69,23 +74,27 @@ def clamp_wait(wait: int | None, default: int, low: int, high: int) -> int:
 
 @router.post("/run", response_model=JobRef, openapi_extra=RUN_BODY,
              summary="Queue a job")
-async def run(endpoint_id: str, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+async def run(endpoint_id: str, request: Request, runtime: RuntimeDep,
+              who: Annotated[Caller, caller("run")]) -> dict[str, Any]:
     settings = runtime.settings
     body = await read_json(request, settings.run_body_limit_bytes)
-    job = await runtime.service.submit(endpoint_id, parse_submission(body, settings), sync=False)
+    submission = parse_submission(body, settings, who.key_id)
+    job = await runtime.service.submit(endpoint_id, submission, sync=False)
     return {"id": job.id, "status": job.status.value}
 
 
 @router.post("/runsync", response_model=JobStatusBody, response_model_exclude_unset=True,
              openapi_extra=RUN_BODY, summary="Run a job and wait for it (up to `wait` ms)")
 async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
-                  wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+                  who: Annotated[Caller, caller("runsync")],
+                  wait: WaitMs = None) -> dict[str, Any]:
     settings = runtime.settings
     body = await read_json(request, settings.runsync_body_limit_bytes)
-    job = await runtime.service.submit(endpoint_id, parse_submission(body, settings), sync=True)
+    submission = parse_submission(body, settings, who.key_id)
+    job = await runtime.service.submit(endpoint_id, submission, sync=True)
     wait_ms = clamp_wait(wait, settings.runsync_wait_default_ms, settings.runsync_wait_min_ms,
                          settings.runsync_wait_max_ms)
-    job = await runtime.service.wait(endpoint_id, job.id, wait_ms)
+    job = await runtime.service.wait(endpoint_id, job.id, who.scope, wait_ms)
     if job.status.terminal:
         return job.status_object()
     return {"id": job.id, "status": job.status.value}
@@ -94,61 +103,75 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
 @router.api_route("/status/{job_id}", methods=["GET", "POST"], response_model=JobStatusBody,
                   response_model_exclude_none=True, summary="A job's status")
 async def status(endpoint_id: str, job_id: str, runtime: RuntimeDep,
-                 ttl: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
-    return (await runtime.service.status(endpoint_id, job_id, ttl)).status_object()
+                 who: Annotated[Caller, caller("status")],
+                 ttl: Annotated[int | None, Query(ge=0, le=2**53)] = None) -> dict[str, Any]:
+    limits = runtime.settings.policy
+    # A ttl below the minimum would delete the job on the spot.
+    ttl = _in_range("ttl", ttl, limits.ttl_min_ms, limits.ttl_max_ms)
+    return (await runtime.service.status(endpoint_id, job_id, who.scope, ttl)).status_object()
 
 
 @router.api_route("/status-sync/{job_id}", methods=["GET", "POST"],
                   response_model=JobStatusBody, response_model_exclude_none=True,
                   summary="A job's status, long-polled until it ends or `wait` runs out")
 async def status_sync(endpoint_id: str, job_id: str, runtime: RuntimeDep,
-                      wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+                      who: Annotated[Caller, caller("status")],
+                      wait: WaitMs = None) -> dict[str, Any]:
     s = runtime.settings
     wait_ms = clamp_wait(wait, s.runsync_wait_default_ms, 0, s.runsync_wait_max_ms)
-    return (await runtime.service.wait(endpoint_id, job_id, wait_ms)).status_object()
+    return (await runtime.service.wait(endpoint_id, job_id, who.scope, wait_ms)).status_object()
 
 
 @router.api_route("/stream/{job_id}", methods=["GET", "POST"], response_model=StreamBody,
                   summary="Stream chunks not returned before")
 async def stream(endpoint_id: str, job_id: str, runtime: RuntimeDep,
-                 wait: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+                 who: Annotated[Caller, caller("status")],
+                 wait: WaitMs = None) -> dict[str, Any]:
     wait_ms = clamp_wait(wait, 0, 0, runtime.settings.runsync_wait_max_ms)
-    job, chunks = await runtime.service.stream(endpoint_id, job_id, wait_ms)
+    job, chunks = await runtime.service.stream(endpoint_id, job_id, who.scope, wait_ms)
     return {"status": job.status.value, "stream": [{"output": c} for c in chunks]}
 
 
 @router.post("/cancel/{job_id}", response_model=JobRef, summary="Cancel a queued or running job")
-async def cancel(endpoint_id: str, job_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    job = await runtime.service.cancel(endpoint_id, job_id)
+async def cancel(endpoint_id: str, job_id: str, runtime: RuntimeDep,
+                 who: Annotated[Caller, caller("cancel")]) -> dict[str, Any]:
+    job = await runtime.service.cancel(endpoint_id, job_id, who.scope)
     return {"id": job.id, "status": job.status.value}
 
 
 @router.post("/retry/{job_id}", response_model=JobRef,
              summary="Queue a FAILED or TIMED_OUT job again")
-async def retry(endpoint_id: str, job_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    job = await runtime.service.retry(endpoint_id, job_id)
+async def retry(endpoint_id: str, job_id: str, runtime: RuntimeDep,
+                who: Annotated[Caller, caller("other")]) -> dict[str, Any]:
+    job = await runtime.service.retry(endpoint_id, job_id, who.scope)
     return {"id": job.id, "status": job.status.value}
 
 
 @router.post("/purge-queue", response_model=PurgeBody, summary="Remove queued jobs")
-async def purge_queue(endpoint_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    return {"removed": await runtime.service.purge_queue(endpoint_id), "status": "completed"}
+async def purge_queue(endpoint_id: str, runtime: RuntimeDep,
+                      who: Annotated[Caller, caller("purge_queue")]) -> dict[str, Any]:
+    removed = await runtime.service.purge_queue(endpoint_id, who.scope)
+    return {"removed": removed, "status": "completed"}
 
 
 @router.get("/health", response_model=HealthBody, summary="Job and worker counts")
-async def health(endpoint_id: str, runtime: RuntimeDep) -> dict[str, Any]:
-    return await runtime.service.health(endpoint_id)
+async def health(endpoint_id: str, runtime: RuntimeDep,
+                 who: Annotated[Caller, caller("other")]) -> dict[str, Any]:
+    return await runtime.service.health(endpoint_id, who.scope)
 
 
 @router.get("/dead-letter", response_model=list[JobStatusBody], response_model_exclude_none=True,
             summary="FAILED jobs, newest first (lease exhaustion, handler errors)")
 async def dead_letter(endpoint_id: str, runtime: RuntimeDep,
+                      who: Annotated[Caller, caller("other")],
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    return [j.status_object() for j in await runtime.service.dead_letters(endpoint_id, limit)]
+    jobs = await runtime.service.dead_letters(endpoint_id, who.scope, limit)
+    return [j.status_object() for j in jobs]
 
 
 @router.get("/webhooks/{job_id}", response_model=list[WebhookDeliveryBody],
             summary="A job's webhook deliveries: state and every attempt's outcome")
-async def webhooks(endpoint_id: str, job_id: str,
-                   runtime: RuntimeDep) -> list[dict[str, Any]]:
-    return [d.as_dict() for d in await runtime.service.webhook_deliveries(endpoint_id, job_id)]
+async def webhooks(endpoint_id: str, job_id: str, runtime: RuntimeDep,
+                   who: Annotated[Caller, caller("other")]) -> list[dict[str, Any]]:
+    deliveries = await runtime.service.webhook_deliveries(endpoint_id, job_id, who.scope)
+    return [d.as_dict() for d in deliveries]

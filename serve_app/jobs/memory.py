@@ -55,8 +55,10 @@ class InMemoryJobStore(JobStore):
         webhook delivery and tells the listeners."""
         assert not job.status.terminal
         now = self._clock()
+        # The caller's s3Config (credentials) is not kept past the job's end.
         ended = _replace(job, status=status, completed_at=now, lease_expires_at=None,
-                         expires_at=min(job.expires_at, now + job.retention_ms), **changes)
+                         expires_at=min(job.expires_at, now + job.retention_ms),
+                         s3_config=None, **changes)
         self._jobs[job.id] = ended
         if ended.webhook:
             delivery_id = f"msg_{uuid.uuid4().hex}"
@@ -87,7 +89,7 @@ class InMemoryJobStore(JobStore):
                      expires_at=job.created_at + job.ttl_ms,
                      execution_timeout_ms=job.execution_timeout_ms,
                      retention_ms=job.retention_ms, low_priority=job.low_priority,
-                     webhook=job.webhook, s3_config=job.s3_config)
+                     webhook=job.webhook, s3_config=job.s3_config, owner=job.owner)
         self._jobs[job.id] = stored
         return self._brief(stored)
 
@@ -169,9 +171,9 @@ class InMemoryJobStore(JobStore):
         self._jobs[job_id] = queued
         return self._brief(queued)
 
-    async def purge_queue(self, endpoint: str) -> int:
-        purged = [j.id for j in self._jobs.values()
-                  if j.endpoint == endpoint and j.status is JobStatus.IN_QUEUE]
+    async def purge_queue(self, endpoint: str, owner: str | None = None) -> int:
+        purged = [j.id for j in self._jobs.values() if j.endpoint == endpoint
+                  and j.status is JobStatus.IN_QUEUE and owner in (None, j.owner)]
         for job_id in purged:
             del self._jobs[job_id]
             self._streams.pop(job_id, None)
@@ -183,9 +185,10 @@ class InMemoryJobStore(JobStore):
         if job is not None and job.expires_at > until:
             self._jobs[job_id] = _replace(job, expires_at=until)
 
-    async def counts(self, endpoint: str) -> dict[str, int]:
+    async def counts(self, endpoint: str, owner: str | None = None) -> dict[str, int]:
         now = self._clock()
-        live = [j for j in self._jobs.values() if j.endpoint == endpoint and j.expires_at > now]
+        live = [j for j in self._jobs.values() if j.endpoint == endpoint
+                and j.expires_at > now and owner in (None, j.owner)]
         counts = {s.value: sum(1 for j in live if j.status is s) for s in JobStatus}
         return counts | {"retried": sum(1 for j in live if j.retries > 0)}
 
@@ -197,10 +200,11 @@ class InMemoryJobStore(JobStore):
                         queued_low_priority=sum(j.low_priority for j in queued),
                         running=sum(j.status is JobStatus.IN_PROGRESS for j in live))
 
-    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
+    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int,
+                        owner: str | None = None) -> list[Job]:
         now = self._clock()
-        found = [j for j in self._jobs.values()
-                 if j.endpoint == endpoint and j.status is status and j.expires_at > now]
+        found = [j for j in self._jobs.values() if j.endpoint == endpoint
+                 and j.status is status and j.expires_at > now and owner in (None, j.owner)]
         found.sort(key=lambda j: j.created_at, reverse=True)
         return [self._brief(j) for j in found[:limit]]
 

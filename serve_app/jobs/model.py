@@ -65,6 +65,8 @@ class Job:
     #: that lost its lease (even to the same worker) can no longer change the job
     lease: str | None = None
     lease_expires_at: int | None = None
+    #: who submitted it (an opaque id, e.g. an API key's fingerprint); None if open
+    owner: str | None = None
 
     @property
     def retries(self) -> int:
@@ -112,6 +114,7 @@ class NewJob:
     low_priority: bool = False
     webhook: str | None = None
     s3_config: dict | None = None
+    owner: str | None = None
     created_at: int = field(default_factory=now_ms)
 
 

@@ -25,9 +25,13 @@ class Submission:
     ttl_ms: int | None = None
     low_priority: bool = False
     s3_config: dict[str, Any] | None = None
+    #: who submitted it (an opaque id); None when the API is open
+    owner: str | None = None
 
 
 class JobService:
+    """Verbs take `scope`: the owner whose jobs the caller may see, None for all."""
+
     def __init__(self, store: JobStore, dispatcher: Dispatcher,
                  endpoints: dict[str, EndpointSpec], settings: JobSettings,
                  clock: Clock = now_ms) -> None:
@@ -44,10 +48,11 @@ class JobService:
                                   f"{', '.join(sorted(self._endpoints))}")
         return spec
 
-    async def _job(self, endpoint_id: str, job_id: str) -> Job:
+    async def _job(self, endpoint_id: str, job_id: str, scope: str | None) -> Job:
         self.endpoint(endpoint_id)
         job = await self._store.get(job_id)
-        if job is None or job.endpoint != endpoint_id:
+        # Another owner's job is answered exactly like a missing one.
+        if job is None or job.endpoint != endpoint_id or scope not in (None, job.owner):
             raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r} "
                              "(unknown, or expired and removed)")
         return job
@@ -67,31 +72,37 @@ class JobService:
             low_priority=submission.low_priority,
             webhook=submission.webhook,
             s3_config=submission.s3_config,
+            owner=submission.owner,
             created_at=self._clock(),
         )
         stored = await self._store.create(job, spec.max_queue)
         self._dispatcher.wake(endpoint_id)
         return stored
 
-    async def status(self, endpoint_id: str, job_id: str, ttl_ms: int | None = None) -> Job:
-        job = await self._job(endpoint_id, job_id)
+    async def status(self, endpoint_id: str, job_id: str, scope: str | None,
+                     ttl_ms: int | None = None) -> Job:
+        job = await self._job(endpoint_id, job_id, scope)
         if ttl_ms is not None:
             await self._store.shorten_ttl(job_id, ttl_ms)
         return job
 
-    async def wait(self, endpoint_id: str, job_id: str, wait_ms: int) -> Job:
+    async def wait(self, endpoint_id: str, job_id: str, scope: str | None,
+                   wait_ms: int) -> Job:
         """The job once it ends, or as it stands when `wait_ms` runs out."""
         deadline = self._clock() + wait_ms
         while True:
-            job = await self._job(endpoint_id, job_id)
+            job = await self._job(endpoint_id, job_id, scope)
             remaining_s = (deadline - self._clock()) / 1000
             if job.status.terminal or remaining_s <= 0:
                 return job
             await self._dispatcher.wait_ended(job_id, remaining_s)
 
-    async def stream(self, endpoint_id: str, job_id: str, wait_ms: int) -> tuple[Job, list]:
+    async def stream(self, endpoint_id: str, job_id: str, scope: str | None,
+                     wait_ms: int) -> tuple[Job, list]:
         """New chunks; waits up to `wait_ms` for the first one while the job runs."""
         deadline = self._clock() + wait_ms
+        if scope is not None:
+            await self._job(endpoint_id, job_id, scope)  # before draining someone's chunks
         while True:
             self.endpoint(endpoint_id)
             drained = await self._store.drain_stream(job_id)
@@ -102,8 +113,8 @@ class JobService:
                 return job, chunks
             await asyncio.sleep(min(0.05, max(0.0, (deadline - self._clock()) / 1000)))
 
-    async def cancel(self, endpoint_id: str, job_id: str) -> Job:
-        await self._job(endpoint_id, job_id)
+    async def cancel(self, endpoint_id: str, job_id: str, scope: str | None) -> Job:
+        await self._job(endpoint_id, job_id, scope)
         job = await self._store.cancel(job_id)
         if job is None:
             raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
@@ -113,30 +124,31 @@ class JobService:
                 self._dispatcher.wake_webhooks()
         return job
 
-    async def retry(self, endpoint_id: str, job_id: str) -> Job:
-        await self._job(endpoint_id, job_id)
+    async def retry(self, endpoint_id: str, job_id: str, scope: str | None) -> Job:
+        await self._job(endpoint_id, job_id, scope)
         job = await self._store.retry(job_id)
         if job is None:
             raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
         self._dispatcher.wake(endpoint_id)
         return job
 
-    async def purge_queue(self, endpoint_id: str) -> int:
+    async def purge_queue(self, endpoint_id: str, scope: str | None) -> int:
         self.endpoint(endpoint_id)
-        return await self._store.purge_queue(endpoint_id)
+        return await self._store.purge_queue(endpoint_id, scope)
 
-    async def dead_letters(self, endpoint_id: str, limit: int) -> list[Job]:
+    async def dead_letters(self, endpoint_id: str, scope: str | None, limit: int) -> list[Job]:
         self.endpoint(endpoint_id)
-        return await self._store.list_jobs(endpoint_id, JobStatus.FAILED, limit)
+        return await self._store.list_jobs(endpoint_id, JobStatus.FAILED, limit, scope)
 
-    async def webhook_deliveries(self, endpoint_id: str, job_id: str) -> list[Delivery]:
+    async def webhook_deliveries(self, endpoint_id: str, job_id: str,
+                                 scope: str | None) -> list[Delivery]:
         """The job's webhook deliveries with every attempt's outcome."""
-        await self._job(endpoint_id, job_id)
+        await self._job(endpoint_id, job_id, scope)
         return await self._store.deliveries(job_id)
 
-    async def health(self, endpoint_id: str) -> dict[str, dict[str, int]]:
+    async def health(self, endpoint_id: str, scope: str | None) -> dict[str, dict[str, int]]:
         spec = self.endpoint(endpoint_id)
-        counts = await self._store.counts(endpoint_id)
+        counts = await self._store.counts(endpoint_id, scope)
         running = self._dispatcher.running_count(endpoint_id)
         return {
             "jobs": {

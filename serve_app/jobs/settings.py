@@ -6,6 +6,9 @@ families' own; nothing here knows which models exist.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pydantic import BaseModel, Field, field_validator
 
 MINUTE_MS = 60_000
@@ -23,13 +26,63 @@ class PolicyLimits(BaseModel):
     ttl_max_ms: int = 7 * DAY_MS
 
 
+#: keys shorter than this are guessable, or a placeholder nobody replaced
+MIN_KEY_CHARS = 16
+PLACEHOLDER_KEY = re.compile(
+    r"change.?me|replace|placeholder|example|your.?(api.?)?key|dummy|todo|password|"
+    r"^(x+|a+|0+|1234.*|test|secret|key)$|^<.*>$|^\$\{.*\}$", re.IGNORECASE)
+
+
+class ApiKeySpec(BaseModel):
+    """One API key. A job belongs to the key that submitted it; an admin key sees all."""
+
+    key: str = Field(repr=False)
+    admin: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _not_a_placeholder(cls, value: str) -> str:
+        if (len(value) < MIN_KEY_CHARS or len(set(value)) < MIN_KEY_CHARS // 2
+                or PLACEHOLDER_KEY.search(value)):
+            raise ValueError(
+                f"a placeholder or too short API key (at least {MIN_KEY_CHARS} random "
+                "characters): generate one, e.g. with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
+
+
+class RateLimits(BaseModel):
+    """Requests per `window_s` per caller (API key, or client address when the API is
+    open) and route class; RunPod's defaults. Kept per ingress replica."""
+
+    enabled: bool = True
+    window_s: int = Field(10, ge=1, le=3600)
+    run: int = Field(1000, ge=1)
+    runsync: int = Field(2000, ge=1)
+    #: /status, /status-sync and /stream
+    status: int = Field(2000, ge=1)
+    cancel: int = Field(100, ge=1)
+    purge_queue: int = Field(2, ge=1)
+    #: direct model routes (`POST /<route>`)
+    direct: int = Field(2000, ge=1)
+    #: everything else: /health, /dead-letter, /retry, webhook logs, listings
+    other: int = Field(2000, ge=1)
+
+
 class JobSettings(BaseModel):
     #: sqlite:///relative/path, sqlite:////absolute/path, postgresql://user@host/db, or
     #: memory:// (one process, nothing kept: tests)
     store_url: str = "sqlite:///.serve_jobs/jobs.sqlite3"
-    #: API keys accepted as `Authorization: Bearer <key>` or `Authorization: <key>`;
-    #: empty means open (local development)
-    api_keys: list[str] = Field(default_factory=list)
+    #: API keys accepted as `Authorization: Bearer <key>` or `Authorization: <key>`; all
+    #: three sources below are merged; none at all means open (local development)
+    api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    #: a file read by each ingress replica at start: one key per line, `<key> admin` for
+    #: an admin key, `#` comments
+    api_keys_file: str | None = None
+    #: an environment variable of the ingress replicas holding keys in the file's format
+    #: (entries separated by newlines or commas)
+    api_keys_env: str | None = None
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
     run_retention_ms: int = Field(30 * MINUTE_MS, ge=1_000)
     runsync_retention_ms: int = Field(MINUTE_MS, ge=1_000)
     run_body_limit_bytes: int = Field(10 * 1024 * 1024, ge=1_024)
@@ -58,6 +111,13 @@ class JobSettings(BaseModel):
     webhook_secret: str | None = None
     #: how long finished webhook deliveries (and their attempt logs) are kept
     webhook_retention_ms: int = Field(DAY_MS, ge=1_000)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_as_specs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"key": k} if isinstance(k, str) else k for k in value]
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

@@ -32,7 +32,7 @@ T = TypeVar("T")
 COLUMNS = ("id", "endpoint", "status", "input", "created_at", "expires_at",
            "execution_timeout_ms", "retention_ms", "low_priority", "webhook", "s3_config",
            "output", "error", "started_at", "completed_at", "attempts", "user_retries",
-           "worker_id", "lease", "lease_expires_at")
+           "worker_id", "lease", "lease_expires_at", "owner")
 SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM jobs"
 RETURNING = " RETURNING " + ", ".join(COLUMNS)
 #: for status answers: the input can be megabytes and is never shown, so it is not read
@@ -73,7 +73,8 @@ SCHEMA = [
         user_retries INTEGER NOT NULL DEFAULT 0,
         worker_id TEXT,
         lease TEXT,
-        lease_expires_at BIGINT
+        lease_expires_at BIGINT,
+        owner TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (endpoint, status, low_priority, created_at)",
     "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at)",
@@ -107,7 +108,8 @@ SCHEMA = [
 ]
 #: columns added since the first release, for job tables that predate them
 ADDED_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0",
-                 "user_retries": "INTEGER NOT NULL DEFAULT 0", "lease": "TEXT"}
+                 "user_retries": "INTEGER NOT NULL DEFAULT 0", "lease": "TEXT",
+                 "owner": "TEXT"}
 
 
 def _dump(value: Any) -> str | None:
@@ -128,7 +130,7 @@ def row_to_job(row: tuple) -> Job:
         s3_config=_load(r["s3_config"]), output=_load(r["output"]), error=r["error"],
         started_at=r["started_at"], completed_at=r["completed_at"], attempts=r["attempts"],
         user_retries=r["user_retries"], worker_id=r["worker_id"], lease=r["lease"],
-        lease_expires_at=r["lease_expires_at"],
+        lease_expires_at=r["lease_expires_at"], owner=r["owner"],
     )
 
 
@@ -143,6 +145,11 @@ def row_to_delivery(row: tuple) -> Delivery:
 
 
 Query = Callable[[str, tuple], list[tuple]]
+
+
+def _owned(owner: str | None) -> tuple[str, tuple]:
+    """The WHERE clause (and its argument) keeping only `owner`'s jobs; none for all."""
+    return ("", ()) if owner is None else (" AND owner = ?", (owner,))
 
 
 class SqlJobStore(JobStore):
@@ -191,7 +198,11 @@ class SqlJobStore(JobStore):
         them): record each one's webhook delivery and announce the end."""
         jobs = [row_to_job(r) for r in rows]
         now = self._clock()
-        for job in jobs:
+        for i, job in enumerate(jobs):
+            if job.s3_config is not None:
+                # The caller's s3Config (credentials) is not kept past the job's end.
+                q("UPDATE jobs SET s3_config = NULL WHERE id = ?", (job.id,))
+                jobs[i] = dataclasses.replace(job, s3_config=None)
             if job.webhook:
                 q("INSERT INTO webhooks (id, job_id, endpoint, url, payload, created_at, "
                   "state, next_attempt_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -220,11 +231,12 @@ class SqlJobStore(JobStore):
                                 f"(limit {max_queue})")
             rows = q(
                 "INSERT INTO jobs (id, endpoint, status, input, created_at, expires_at, "
-                "execution_timeout_ms, retention_ms, low_priority, webhook, s3_config) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
+                "execution_timeout_ms, retention_ms, low_priority, webhook, s3_config, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
                 (job.id, job.endpoint, JobStatus.IN_QUEUE.value, json.dumps(job.input),
                  job.created_at, job.created_at + job.ttl_ms, job.execution_timeout_ms,
-                 job.retention_ms, int(job.low_priority), job.webhook, _dump(job.s3_config)),
+                 job.retention_ms, int(job.low_priority), job.webhook, _dump(job.s3_config),
+                 job.owner),
             )
             return row_to_job(rows[0])
 
@@ -367,10 +379,12 @@ class SqlJobStore(JobStore):
 
         return await self._run(work)
 
-    async def purge_queue(self, endpoint: str) -> int:
+    async def purge_queue(self, endpoint: str, owner: str | None = None) -> int:
+        by, args = _owned(owner)
+
         def work(q: Query) -> int:
-            rows = q("DELETE FROM jobs WHERE endpoint = ? AND status = ? RETURNING id",
-                     (endpoint, JobStatus.IN_QUEUE.value))
+            rows = q(f"DELETE FROM jobs WHERE endpoint = ? AND status = ?{by} RETURNING id",
+                     (endpoint, JobStatus.IN_QUEUE.value, *args))
             for (job_id,) in rows:
                 q("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
             return len(rows)
@@ -385,14 +399,16 @@ class SqlJobStore(JobStore):
 
         await self._run(work)
 
-    async def counts(self, endpoint: str) -> dict[str, int]:
+    async def counts(self, endpoint: str, owner: str | None = None) -> dict[str, int]:
+        by, args = _owned(owner)
+
         def work(q: Query) -> dict[str, int]:
             now = self._clock()
-            rows = q("SELECT status, COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ? "
-                     "GROUP BY status", (endpoint, now))
+            rows = q(f"SELECT status, COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ?"
+                     f"{by} GROUP BY status", (endpoint, now, *args))
             counts = {s.value: 0 for s in JobStatus} | {status: n for status, n in rows}
-            (retried,) = q("SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ? "
-                           "AND attempts + user_retries > 0", (endpoint, now))[0]
+            (retried,) = q(f"SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND expires_at > ?"
+                           f"{by} AND attempts + user_retries > 0", (endpoint, now, *args))[0]
             return counts | {"retried": retried}
 
         return await self._run(work, write=False)
@@ -415,11 +431,13 @@ class SqlJobStore(JobStore):
 
         return await self._run(work, write=False)
 
-    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
+    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int,
+                        owner: str | None = None) -> list[Job]:
+        by, args = _owned(owner)
         rows = await self._run(lambda q: q(
-            SELECT_BRIEF + " WHERE endpoint = ? AND status = ? AND expires_at > ? "
-            "ORDER BY created_at DESC LIMIT ?", (endpoint, status.value, self._clock(), limit)),
-            write=False)
+            SELECT_BRIEF + f" WHERE endpoint = ? AND status = ? AND expires_at > ?{by} "
+            "ORDER BY created_at DESC LIMIT ?",
+            (endpoint, status.value, self._clock(), *args, limit)), write=False)
         return [row_to_job(r) for r in rows]
 
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:

@@ -87,24 +87,28 @@ class JobStore(ABC):
         not counted as a lost attempt); NotRetryable else."""
 
     @abstractmethod
-    async def purge_queue(self, endpoint: str) -> int:
-        """Remove the endpoint's queued jobs; running ones stay."""
+    async def purge_queue(self, endpoint: str, owner: str | None = None) -> int:
+        """Remove the endpoint's queued jobs (only `owner`'s, if given); running ones
+        stay."""
 
     @abstractmethod
     async def shorten_ttl(self, job_id: str, ttl_ms: int) -> None:
         """Keep the job at most `ttl_ms` from now."""
 
     @abstractmethod
-    async def counts(self, endpoint: str) -> dict[str, int]:
-        """Jobs per status name, plus `retried` (jobs run more than once)."""
+    async def counts(self, endpoint: str, owner: str | None = None) -> dict[str, int]:
+        """Jobs per status name, plus `retried` (jobs run more than once); only
+        `owner`'s, if given."""
 
     @abstractmethod
     async def workload(self, endpoints: list[str]) -> Workload:
         """Live jobs of these endpoints waiting or running: what replicas are needed for."""
 
     @abstractmethod
-    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int) -> list[Job]:
-        """Jobs of one status, newest first (e.g. the FAILED dead letters)."""
+    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int,
+                        owner: str | None = None) -> list[Job]:
+        """Jobs of one status, newest first (e.g. the FAILED dead letters); only
+        `owner`'s, if given."""
 
     @abstractmethod
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:

@@ -132,7 +132,7 @@ async def until(predicate, timeout_s: float = 5.0) -> None:  # noqa: ANN001
 
 
 async def ended(r: Replica, job_id: str) -> Job:
-    job = await r.service.wait("e", job_id, 5_000)
+    job = await r.service.wait("e", job_id, None, 5_000)
     assert job.status.terminal, job
     return job
 

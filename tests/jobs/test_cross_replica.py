@@ -40,8 +40,8 @@ def test_a_wait_on_one_replica_ends_when_another_finishes(postgres_url: str) -> 
         waiter.dispatcher.start()
         await asyncio.sleep(0.5)  # both idle loops have looked once; listeners connected
         job = await runner.service.submit("e", Submission(input={"x": 1}), sync=False)
-        first = (await waiter.service.status("e", job.id)).status
-        ended = await asyncio.wait_for(waiter.service.wait("e", job.id, wait_ms=3_600_000), 30)
+        first = (await waiter.service.status("e", job.id, None)).status
+        ended = await asyncio.wait_for(waiter.service.wait("e", job.id, None, wait_ms=3_600_000), 30)
         for r in (runner, waiter):
             await r.stop()
             await r.store.close()

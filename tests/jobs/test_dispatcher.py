@@ -80,7 +80,7 @@ def test_a_job_lost_max_attempts_times_is_dead_lettered_naming_the_cause() -> No
         job = await ended(r, (await submit(r, lost=99)).id)
         assert job.status is JobStatus.FAILED and endpoint.runs[job.id] == FAST.max_attempts
         assert "worker lost 3 time(s)" in job.error and "ActorDiedError: run 3 lost" in job.error
-        assert [j.id for j in await r.service.dead_letters("e", 10)] == [job.id]
+        assert [j.id for j in await r.service.dead_letters("e", None, 10)] == [job.id]
         await r.stop()
 
     asyncio.run(main())
@@ -109,7 +109,7 @@ def test_user_retries_do_not_use_up_the_lost_attempts() -> None:
         job_id = (await submit(r, fail="bad")).id
         for _ in range(3):
             assert (await ended(r, job_id)).status is JobStatus.FAILED
-            await r.service.retry("e", job_id)
+            await r.service.retry("e", job_id, None)
         # Two lost runs now still leave one attempt: it completes.
         endpoint.runs[job_id] = 0
         endpoint.rescripted[job_id] = {"lost": 2}
@@ -146,9 +146,9 @@ def test_cancel_interrupts_the_running_work() -> None:
         r = replica(InMemoryJobStore(), endpoint)
         job_id = (await submit(r, sleep=5)).id
         await until(lambda: _runs(endpoint, job_id, 1))
-        assert (await r.service.cancel("e", job_id)).status is JobStatus.CANCELLED
+        assert (await r.service.cancel("e", job_id, None)).status is JobStatus.CANCELLED
         await until(lambda: _cancelled(endpoint, job_id))
-        assert (await r.service.status("e", job_id)).status is JobStatus.CANCELLED
+        assert (await r.service.status("e", job_id, None)).status is JobStatus.CANCELLED
         await r.stop()
 
     asyncio.run(main())
@@ -189,7 +189,7 @@ def test_a_lost_streaming_run_leaves_no_chunks_behind() -> None:
         job_id = (await submit(r, chunks=2, lost=1)).id
         job = await ended(r, job_id)
         assert job.status is JobStatus.COMPLETED and job.attempts == 1
-        _, chunks = await r.service.stream("e", job_id, 0)
+        _, chunks = await r.service.stream("e", job_id, None, 0)
         assert chunks == ["run 2 chunk 0", "run 2 chunk 1"]
         assert job.output == chunks  # aggregated stream of the run that counted
         await r.stop()

@@ -36,12 +36,14 @@ def test_create_claim_finish_round_trip(store: JobStore, clock: FakeClock) -> No
     assert job.input is None and run(store.get("a")).input is None  # status reads skip it
     (claimed,) = run(store.claim("e", "w1", 5_000, 4))
     assert claimed.status is JobStatus.IN_PROGRESS and claimed.worker_id == "w1"
-    assert claimed.input == {"n": "a"} and claimed.lease
+    assert claimed.input == {"n": "a"} and claimed.lease and claimed.s3_config == {"k": 1}
     assert claimed.started_at >= claimed.created_at
     done = run(store.finish("a", claimed.lease, JobStatus.COMPLETED, {"ok": True}, None))
     assert done.status is JobStatus.COMPLETED and done.output == {"ok": True}
-    assert done.webhook == "http://x/y" and done.s3_config == {"k": 1}
+    assert done.webhook == "http://x/y"
     assert run(store.get("a")).status_object()["output"] == {"ok": True}
+    # the caller's s3Config (credentials) is gone once the job ended
+    assert done.s3_config is None and run(store.get("a")).s3_config is None
 
 
 def test_claim_orders_normal_before_low_priority_then_oldest(store: JobStore,
@@ -416,3 +418,32 @@ def test_workload_counts_waiting_and_running_jobs_apart_from_low_priority(
     assert (w.queued, w.queued_low_priority, w.running) == (2, 3, 2)
     assert run(store.workload(["e", "f"])).queued == 3
     assert run(store.workload([])).queued == 0
+
+
+def test_owner_scopes_counts_listings_and_purges(store: JobStore, clock: FakeClock) -> None:
+    for job_id, owner in (("a1", "alice"), ("a2", "alice"), ("b1", "bob"), ("open", None)):
+        run(store.create(new(job_id, clock, owner=owner), 10))
+    assert run(store.get("a1")).owner == "alice"
+    assert run(store.counts("e", "alice"))["IN_QUEUE"] == 2
+    assert run(store.counts("e", "bob"))["IN_QUEUE"] == 1
+    assert run(store.counts("e"))["IN_QUEUE"] == 4
+    assert [j.id for j in run(store.list_jobs("e", JobStatus.IN_QUEUE, 10, "bob"))] == ["b1"]
+    assert run(store.purge_queue("e", "alice")) == 2
+    assert run(store.get("a1")) is None and run(store.get("b1")) is not None
+    assert run(store.purge_queue("e")) == 2
+
+
+@pytest.mark.parametrize("ending", ["cancel", "fail", "lease-lost"])
+def test_s3_credentials_are_dropped_however_a_job_ends(store: JobStore, clock: FakeClock,
+                                                       ending: str) -> None:
+    run(store.create(new("s", clock, s3_config={"accessSecret": "hunter2"}), 10))
+    claimed = claim_one(store, "s", lease_ms=1_000)
+    if ending == "cancel":
+        run(store.cancel("s"))
+    elif ending == "fail":
+        run(store.finish("s", claimed.lease, JobStatus.FAILED, None, "boom"))
+    else:
+        clock.advance(2_000)
+        run(store.requeue_expired_leases(max_attempts=1))
+    ended = run(store.get("s"))
+    assert ended.status.terminal and ended.s3_config is None

@@ -42,13 +42,13 @@ def test_repeated_cancels_deliver_one_webhook(receiver: Receiver) -> None:
         job = await submit(r, webhook=receiver.url("/ok/c"), sleep=5)
         await until(lambda: _status(r, job.id, JobStatus.IN_PROGRESS))
         for _ in range(5):
-            assert (await r.service.cancel("e", job.id)).status is JobStatus.CANCELLED
+            assert (await r.service.cancel("e", job.id, None)).status is JobStatus.CANCELLED
         await _received(receiver, "/ok/c", 1)
         await asyncio.sleep(0.1)  # well past several delivery rounds
         (payload,) = receiver.received("/ok/c")
         assert payload["status"] == "CANCELLED" and payload["id"] == job.id
         assert payload["input"] == {"sleep": 5}
-        (delivery,) = await r.service.webhook_deliveries("e", job.id)
+        (delivery,) = await r.service.webhook_deliveries("e", job.id, None)
         assert delivery.state is DeliveryState.DELIVERED and len(delivery.attempts) == 1
         await r.stop()
 
@@ -56,7 +56,7 @@ def test_repeated_cancels_deliver_one_webhook(receiver: Receiver) -> None:
 
 
 async def _status(r, job_id: str, status: JobStatus) -> bool:  # noqa: ANN001
-    return (await r.service.status("e", job_id)).status is status
+    return (await r.service.status("e", job_id, None)).status is status
 
 
 def test_failed_attempts_back_off_and_are_kept(receiver: Receiver) -> None:
@@ -68,17 +68,17 @@ def test_failed_attempts_back_off_and_are_kept(receiver: Receiver) -> None:
         await ended(r, job.id)
 
         async def given_up() -> bool:
-            (d,) = await r.service.webhook_deliveries("e", job.id)
+            (d,) = await r.service.webhook_deliveries("e", job.id, None)
             return d.state is DeliveryState.FAILED
 
         await until(given_up)
-        (delivery,) = await r.service.webhook_deliveries("e", job.id)
+        (delivery,) = await r.service.webhook_deliveries("e", job.id, None)
         assert [a.status_code for a in delivery.attempts] == [500] * 4
         assert all(a.error == "HTTP 500" for a in delivery.attempts)
         gaps = [b.at - a.at for a, b in pairwise(delivery.attempts)]
         assert gaps[0] >= 20 and gaps[1] >= 40 and gaps[2] >= 80, gaps  # doubling
         assert len(receiver.received("/fail/x")) == 4
-        assert (await r.service.status("e", job.id)).status is JobStatus.COMPLETED
+        assert (await r.service.status("e", job.id, None)).status is JobStatus.COMPLETED
         await r.stop()
 
     asyncio.run(main())
@@ -113,7 +113,7 @@ def test_a_delivery_left_by_a_dead_replica_is_sent_by_another(receiver: Receiver
         # The replica that ends the job never gets to deliver: its dispatcher is gone.
         dying = replica(store, Scripted(), start=False)
         job = await submit(dying, webhook=receiver.url("/ok/orphan"))
-        await dying.service.cancel("e", job.id)
+        await dying.service.cancel("e", job.id, None)
         assert receiver.received("/ok/orphan") == []
         survivor = replica(store, Scripted())
         await _received(receiver, "/ok/orphan", 1)
@@ -132,11 +132,11 @@ def test_an_unreachable_receiver_never_fails_the_job() -> None:
         assert (await ended(r, job.id)).status is JobStatus.COMPLETED
 
         async def given_up() -> bool:
-            (d,) = await r.service.webhook_deliveries("e", job.id)
+            (d,) = await r.service.webhook_deliveries("e", job.id, None)
             return d.state is DeliveryState.FAILED
 
         await until(given_up)
-        (delivery,) = await r.service.webhook_deliveries("e", job.id)
+        (delivery,) = await r.service.webhook_deliveries("e", job.id, None)
         assert all(a.status_code is None and "Connect" in a.error for a in delivery.attempts)
         await r.stop()
 

@@ -17,19 +17,27 @@ import pytest
 
 from tests.clients import Receiver
 
-API_KEY = "test-key-123"
+API_KEY = "spine-7f3a9c2e-41d8-b6e0"
+#: a second tenant and an admin of the secured app
+OTHER_KEY = "spine-other-5c1e8d7a-93b2"
+ADMIN_KEY = "spine-admin-e2a94f60-7bd1"
 DEMO = "deployments.handlers.demo_worker"
+#: the demo worker, recording which jobs ran to their end (tests.spine.marked_worker)
+MARKED = "tests.spine.marked_worker:handler"
 
 
 def app_args(store: Path, **jobs: Any) -> dict[str, Any]:
     return {
         "jobs": {"store_url": f"sqlite:///{store}", "lease_s": 2, "poll_interval_s": 0.1,
                  "sweep_interval_s": 0.3, "webhook_retry_delay_s": 0.3,
-                 "run_retention_ms": 120_000, "runsync_retention_ms": 3_000, **jobs},
+                 "run_retention_ms": 120_000, "runsync_retention_ms": 3_000,
+                 # the serial fixture purges after every test
+                 "rate_limits": {"purge_queue": 1000}, "policy": {"ttl_min_ms": 1000},
+                 **jobs},
         "endpoints": {"ipa-generation": {"route": "ipa"}},
         "handlers": {
-            "demo": {"handler": DEMO},
-            "serial": {"handler": DEMO, "endpoint": {"max_concurrency": 1, "max_queue": 5}},
+            "demo": {"handler": MARKED},
+            "serial": {"handler": MARKED, "endpoint": {"max_concurrency": 1, "max_queue": 5}},
             "stream": {"handler": f"{DEMO}:stream_handler"},
             "astream": {"handler": f"{DEMO}:async_stream_handler"},
         },
@@ -54,9 +62,12 @@ def secured_url(serve_port: int, tmp_path_factory: pytest.TempPathFactory) -> It
 
     from serve_app.app import build_app
 
-    args = app_args(tmp_path_factory.mktemp("secured") / "jobs.sqlite3", api_keys=[API_KEY])
+    args = app_args(tmp_path_factory.mktemp("secured") / "jobs.sqlite3",
+                    api_keys=[API_KEY, OTHER_KEY, {"key": ADMIN_KEY, "admin": True}],
+                    rate_limits={}, policy={})  # RunPod's defaults
     args["endpoints"] = {}
-    args["handlers"] = {"demo": {"handler": DEMO}}
+    args["handlers"] = {"demo": {"handler": DEMO},
+                        "serial": {"handler": DEMO, "endpoint": {"max_concurrency": 1}}}
     serve.run(build_app(args), name="secured", route_prefix="/secured")
     yield f"http://127.0.0.1:{serve_port}/secured"
     serve.delete("secured")

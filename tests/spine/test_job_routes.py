@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.spine.conftest import wait_for
+from tests.spine.traces import finished
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
 
@@ -101,30 +101,26 @@ def test_stream_is_drained_on_read_and_aggregated(client: httpx.Client, endpoint
     assert final["output"] == seen  # aggregate_stream: the final output is every chunk
 
 
-def test_cancel_interrupts_running_work(client: httpx.Client, tmp_path: Path) -> None:
-    marker = tmp_path / "finished"
-    job = client.post("/v2/demo/run",
-                      json={"input": {"delay_s": 4, "marker": str(marker)}}).json()
+def test_cancel_interrupts_running_work(client: httpx.Client) -> None:
+    job = client.post("/v2/demo/run", json={"input": {"delay_s": 4}}).json()
     wait_for(client, f"/v2/demo/status/{job['id']}", lambda b: b["status"] == "IN_PROGRESS")
     r = client.post(f"/v2/demo/cancel/{job['id']}")
     assert r.status_code == 200 and r.json() == {"id": job["id"], "status": "CANCELLED"}
     time.sleep(5)
-    assert not marker.exists(), "the cancelled handler ran to its end"
+    assert not finished(job["id"]), "the cancelled handler ran to its end"
     assert client.get(f"/v2/demo/status/{job['id']}").json()["status"] == "CANCELLED"
     health = client.get("/v2/demo/health").json()
     assert health["workers"]["running"] == 0
 
 
-def test_cancel_a_queued_job_never_runs_it(client: httpx.Client, serial: str,
-                                           tmp_path: Path) -> None:
+def test_cancel_a_queued_job_never_runs_it(client: httpx.Client, serial: str) -> None:
     blocker = client.post(f"{serial}/run", json={"input": {"delay_s": 3}}).json()
-    marker = tmp_path / "ran"
-    queued = client.post(f"{serial}/run", json={"input": {"marker": str(marker)}}).json()
+    queued = client.post(f"{serial}/run", json={"input": {}}).json()
     r = client.post(f"{serial}/cancel/{queued['id']}", json={"any": "body"})
     assert r.json()["status"] == "CANCELLED"
     wait_for(client, f"{serial}/status/{blocker['id']}", lambda b: b["status"] in TERMINAL)
     time.sleep(0.5)
-    assert not marker.exists()
+    assert finished(blocker["id"]) and not finished(queued["id"])
     assert client.get(f"{serial}/status/{queued['id']}").json()["status"] == "CANCELLED"
 
 
@@ -196,17 +192,15 @@ def test_health_counts_jobs_and_workers(client: httpx.Client) -> None:
     assert after["jobs"]["failed"] == before["jobs"]["failed"] + 1
 
 
-def test_execution_timeout_ends_timed_out_and_interrupts(client: httpx.Client,
-                                                         tmp_path: Path) -> None:
-    marker = tmp_path / "finished"
-    job = client.post("/v2/demo/run", json={"input": {"delay_s": 9, "marker": str(marker)},
+def test_execution_timeout_ends_timed_out_and_interrupts(client: httpx.Client) -> None:
+    job = client.post("/v2/demo/run", json={"input": {"delay_s": 9},
                                             "policy": {"executionTimeout": 5000}}).json()
     body = wait_for(client, f"/v2/demo/status/{job['id']}", lambda b: b["status"] in TERMINAL)
     assert body["status"] == "TIMED_OUT"
     assert "executionTimeout of 5000 ms" in body["error"]
     assert 5000 <= body["executionTime"] < 8000
     time.sleep(4.5)
-    assert not marker.exists()
+    assert not finished(job["id"])
     r = client.post(f"/v2/demo/retry/{job['id']}")
     assert r.json()["status"] == "IN_QUEUE"  # TIMED_OUT jobs can be retried
     client.post(f"/v2/demo/cancel/{job['id']}")
@@ -223,9 +217,10 @@ def test_ttl_removes_a_job_that_never_ran(client: httpx.Client, serial: str) -> 
 
 
 def test_status_ttl_param_shortens_retention(client: httpx.Client) -> None:
+    # this app's policy.ttl_min_ms is 1000; the job would be kept 3 s otherwise
     job = client.post("/v2/demo/runsync", json={"input": {}}).json()
-    assert client.get(f"/v2/demo/status/{job['id']}?ttl=500").status_code == 200
-    time.sleep(0.8)
+    assert client.get(f"/v2/demo/status/{job['id']}?ttl=1000").status_code == 200
+    time.sleep(1.3)
     assert client.get(f"/v2/demo/status/{job['id']}").status_code == 404
 
 
