@@ -47,8 +47,10 @@ from tests.workload import example  # noqa: E402
 MIX = ["ipa-generation"] * 13 + ["pd-segmentation"] * 3 + ["pronunciation-assessment"] * 3 \
     + ["dental-pano"]
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+#: the drill's one client submits faster than RunPod's per-key rates allow
 DRILL_JOBS = {"lease_s": 5, "sweep_interval_s": 1, "webhook_attempts": 30,
-              "webhook_retry_delay_s": 1, "webhook_retry_max_delay_s": 5}
+              "webhook_retry_delay_s": 1, "webhook_retry_max_delay_s": 5,
+              "rate_limits": {"enabled": False}}
 
 
 def cluster_config(base: Path = REPO / "configs" / "serve.gpu.yaml") -> dict[str, Any]:

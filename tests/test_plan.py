@@ -68,9 +68,9 @@ def test_cpu_config_fits_two_cores() -> None:
         "Ingress": (0.25, 0), "G2P": (0.25, 0), "PhoneRecognizer": (0.25, 0),
         "AssessmentPipeline": (0.05, 0), "ToothSegmenter": (0.25, 0),
         "FindingDetector": (0.25, 0), "DentalPipeline": (0.05, 0), "PDSegmenter": (0.25, 0),
-        "PDPipeline": (0.05, 0), "handler-demo": (0.05, 0)}
+        "PDPipeline": (0.05, 0)}
     # PDSegmenter autoscales to two replicas: packed at its max.
-    assert total_cpus(plan) == 1.95
+    assert total_cpus(plan) == 1.9
     assert set(plan.packing.placed.values()) == {("node0", ())}
 
 
@@ -177,8 +177,8 @@ def test_too_few_cpus_says_which_deployment_does_not_fit_and_what_is_free() -> N
     # Largest first, ties in graph order: four 0.25 replicas take the one CPU.
     assert plan.problems[0] == ("not schedulable: FindingDetector replica 1 needs 0.25 CPU "
                                 "and no GPU; free: node0 CPU 0")
-    # FindingDetector, two PDSegmenter replicas, 3 pipelines, handler
-    assert len(plan.problems) == 7
+    # FindingDetector, two PDSegmenter replicas, 3 pipelines
+    assert len(plan.problems) == 6
 
 
 def test_an_override_replaces_ray_actor_options_so_num_cpus_becomes_one(
@@ -188,7 +188,7 @@ def test_an_override_replaces_ray_actor_options_so_num_cpus_becomes_one(
 
     plan = make_plan(variant(tmp_path, CPU_CONFIG, edit), LAPTOP)
     assert resources(plan)["G2P"] == (1, 0)
-    assert total_cpus(plan) == 2.7
+    assert total_cpus(plan) == 2.65
     assert plan.problems and all(p.startswith("not schedulable") for p in plan.problems)
 
 
@@ -217,7 +217,7 @@ def test_autoscaling_packs_at_max_unless_asked_for_min(tmp_path: Path) -> None:
 
     config = variant(tmp_path, CPU_CONFIG, edit)
     at_max = make_plan(config, LAPTOP)
-    assert total_cpus(at_max) == 2.7  # four G2P replicas (and two PDSegmenter)
+    assert total_cpus(at_max) == 2.65  # four G2P replicas (and two PDSegmenter)
     assert at_max.problems and all(p.startswith("not schedulable") for p in at_max.problems)
     rows = [line.split() for line in render(at_max).splitlines()]
     assert ["G2P", "1..4", "0.25", "-", "-", "node0", "x4"] in rows
