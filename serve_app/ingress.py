@@ -30,6 +30,7 @@ app = FastAPI(
     version="0.1.0",
 )
 app.include_router(jobs.router)
+app.include_router(jobs.all_endpoints)
 app.include_router(direct.router)
 install_error_handlers(app)
 

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from serve_app.api.deps import RuntimeDep, caller, read_json
+from serve_app.api.deps import Runtime, RuntimeDep, caller, read_json
 from serve_app.api.errors import BadRequest
 from serve_app.api.keys import Caller
 from serve_app.api.schemas import (
     ErrorBody,
     HealthBody,
+    JobListBody,
     JobRef,
+    JobState,
     JobStatusBody,
     PurgeBody,
     RunRequest,
     StreamBody,
     WebhookDeliveryBody,
 )
+from serve_app.jobs.model import Job, JobQuery, JobStatus
 from serve_app.jobs.service import Submission
 from serve_app.jobs.settings import JobSettings
 
@@ -175,3 +179,55 @@ async def webhooks(endpoint_id: str, job_id: str, runtime: RuntimeDep,
                    who: Annotated[Caller, caller("other")]) -> list[dict[str, Any]]:
     deliveries = await runtime.service.webhook_deliveries(endpoint_id, job_id, who.scope)
     return [d.as_dict() for d in deliveries]
+
+
+StatusFilter = Annotated[list[JobState] | None, Query(
+    description="only jobs in these states (repeat the parameter for several)")]
+EpochMs = Annotated[int | None, Query(ge=0, le=2**53, description="epoch ms")]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+
+
+def encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at}:{job.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        created_at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        return int(created_at), job_id
+    except (ValueError, UnicodeError) as exc:
+        raise BadRequest("cursor is not one this server gave out (use `next` as given)") from exc
+
+
+async def job_page(runtime: Runtime, who: Caller, endpoint_id: str | None,
+                   status: list[JobState] | None, since: int | None, until: int | None,
+                   limit: int, cursor: str | None) -> dict[str, Any]:
+    query = JobQuery(endpoint=endpoint_id, statuses=tuple(JobStatus(s) for s in status or ()),
+                     owner=who.scope, created_from=since, created_to=until,
+                     after=decode_cursor(cursor) if cursor else None, limit=limit)
+    jobs = await runtime.service.list_jobs(query)
+    return {"jobs": [j.status_object() | {"endpointId": j.endpoint, "createdAt": j.created_at}
+                     for j in jobs],
+            "next": encode_cursor(jobs[-1]) if len(jobs) == limit else None}
+
+
+@router.get("/jobs", response_model=JobListBody, response_model_exclude_none=True,
+            summary="The endpoint's jobs, newest first, a page at a time")
+async def list_jobs(endpoint_id: str, runtime: RuntimeDep,
+                    who: Annotated[Caller, caller("other")], status: StatusFilter = None,
+                    since: EpochMs = None, until: EpochMs = None, limit: PageSize = 100,
+                    cursor: str | None = None) -> dict[str, Any]:
+    return await job_page(runtime, who, endpoint_id, status, since, until, limit, cursor)
+
+
+#: routes over every endpoint
+all_endpoints = APIRouter(prefix="/v2", tags=["jobs (RunPod API)"], responses=ERRORS)
+
+
+@all_endpoints.get("/jobs", response_model=JobListBody, response_model_exclude_none=True,
+                   summary="Jobs of every endpoint, newest first, a page at a time")
+async def list_all_jobs(runtime: RuntimeDep, who: Annotated[Caller, caller("other")],
+                        status: StatusFilter = None, since: EpochMs = None,
+                        until: EpochMs = None, limit: PageSize = 100,
+                        cursor: str | None = None) -> dict[str, Any]:
+    return await job_page(runtime, who, None, status, since, until, limit, cursor)

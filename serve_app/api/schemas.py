@@ -47,6 +47,17 @@ class JobStatusBody(BaseModel):
     retries: int = 0
 
 
+class JobListItem(JobStatusBody):
+    endpointId: str
+    createdAt: int = Field(description="epoch ms")
+
+
+class JobListBody(BaseModel):
+    jobs: list[JobListItem] = Field(description="newest first")
+    next: str | None = Field(None, description="pass as `cursor` for the next page; null "
+                             "on the last page")
+
+
 class JobRef(BaseModel):
     id: str
     status: JobState

@@ -17,6 +17,7 @@ from serve_app.jobs.model import (
     Delivery,
     DeliveryState,
     Job,
+    JobQuery,
     JobStatus,
     NewJob,
     Workload,
@@ -200,13 +201,20 @@ class InMemoryJobStore(JobStore):
                         queued_low_priority=sum(j.low_priority for j in queued),
                         running=sum(j.status is JobStatus.IN_PROGRESS for j in live))
 
-    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int,
-                        owner: str | None = None) -> list[Job]:
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
         now = self._clock()
-        found = [j for j in self._jobs.values() if j.endpoint == endpoint
-                 and j.status is status and j.expires_at > now and owner in (None, j.owner)]
-        found.sort(key=lambda j: j.created_at, reverse=True)
-        return [self._brief(j) for j in found[:limit]]
+
+        def wanted(j: Job) -> bool:
+            return (j.expires_at > now and query.endpoint in (None, j.endpoint)
+                    and (not query.statuses or j.status in query.statuses)
+                    and query.owner in (None, j.owner)
+                    and (query.created_from is None or j.created_at >= query.created_from)
+                    and (query.created_to is None or j.created_at < query.created_to)
+                    and (query.after is None or (j.created_at, j.id) < query.after))
+
+        found = sorted(filter(wanted, self._jobs.values()), key=lambda j: (j.created_at, j.id),
+                       reverse=True)
+        return [self._brief(j) for j in found[:query.limit]]
 
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:
         now = self._clock()

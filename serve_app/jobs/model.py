@@ -119,6 +119,22 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class JobQuery:
+    """Which live jobs to list, newest first; every field left empty matches all."""
+
+    endpoint: str | None = None
+    statuses: tuple[JobStatus, ...] = ()
+    owner: str | None = None
+    #: created at or after (epoch ms)
+    created_from: int | None = None
+    #: created before (epoch ms)
+    created_to: int | None = None
+    #: keyset pagination: the (created_at, id) of the last job of the previous page
+    after: tuple[int, str] | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
 class Workload:
     """Jobs waiting and running on some endpoints (what autoscaling sizes replicas by)."""
 

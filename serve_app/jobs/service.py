@@ -10,7 +10,7 @@ from typing import Any
 
 from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.errors import UnknownEndpoint, UnknownJob
-from serve_app.jobs.model import Clock, Delivery, Job, JobStatus, NewJob, now_ms
+from serve_app.jobs.model import Clock, Delivery, Job, JobQuery, JobStatus, NewJob, now_ms
 from serve_app.jobs.settings import EndpointSpec, JobSettings
 from serve_app.jobs.store import JobStore
 
@@ -138,7 +138,14 @@ class JobService:
 
     async def dead_letters(self, endpoint_id: str, scope: str | None, limit: int) -> list[Job]:
         self.endpoint(endpoint_id)
-        return await self._store.list_jobs(endpoint_id, JobStatus.FAILED, limit, scope)
+        return await self._store.list_jobs(
+            JobQuery(endpoint=endpoint_id, statuses=(JobStatus.FAILED,), owner=scope, limit=limit))
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        """A page of jobs; `query.owner` is the caller's scope."""
+        if query.endpoint is not None:
+            self.endpoint(query.endpoint)
+        return await self._store.list_jobs(query)
 
     async def webhook_deliveries(self, endpoint_id: str, job_id: str,
                                  scope: str | None) -> list[Delivery]:

@@ -20,6 +20,7 @@ from serve_app.jobs.model import (
     Delivery,
     DeliveryState,
     Job,
+    JobQuery,
     JobStatus,
     NewJob,
     Workload,
@@ -78,6 +79,8 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (endpoint, status, low_priority, created_at)",
     "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at)",
+    # job listings, newest first per endpoint
+    "CREATE INDEX IF NOT EXISTS jobs_listing ON jobs (endpoint, created_at)",
     # Partial: the planner then never prefers it for claims, whatever the statistics say
     # of the queue (bench/store_scale.py found claims reading every queued job through
     # a full (status, lease) index after an ANALYZE taken with an empty queue).
@@ -431,13 +434,30 @@ class SqlJobStore(JobStore):
 
         return await self._run(work, write=False)
 
-    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int,
-                        owner: str | None = None) -> list[Job]:
-        by, args = _owned(owner)
-        rows = await self._run(lambda q: q(
-            SELECT_BRIEF + f" WHERE endpoint = ? AND status = ? AND expires_at > ?{by} "
-            "ORDER BY created_at DESC LIMIT ?",
-            (endpoint, status.value, self._clock(), *args, limit)), write=False)
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        where, args = ["expires_at > ?"], [self._clock()]
+        if query.endpoint is not None:
+            where.append("endpoint = ?")
+            args.append(query.endpoint)
+        if query.statuses:
+            where.append(f"status IN ({', '.join('?' for _ in query.statuses)})")
+            args += [s.value for s in query.statuses]
+        if query.owner is not None:
+            where.append("owner = ?")
+            args.append(query.owner)
+        if query.created_from is not None:
+            where.append("created_at >= ?")
+            args.append(query.created_from)
+        if query.created_to is not None:
+            where.append("created_at < ?")
+            args.append(query.created_to)
+        if query.after is not None:
+            # (created_at, id) < (?, ?), spelled out: SQLite and PostgreSQL both use it
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [query.after[0], query.after[0], query.after[1]]
+        sql = (f"{SELECT_BRIEF} WHERE {' AND '.join(where)} "
+               "ORDER BY created_at DESC, id DESC LIMIT ?")
+        rows = await self._run(lambda q: q(sql, (*args, query.limit)), write=False)
         return [row_to_job(r) for r in rows]
 
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:

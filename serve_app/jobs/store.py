@@ -7,7 +7,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from serve_app.jobs.model import Attempt, Delivery, Job, JobStatus, NewJob, Workload
+from serve_app.jobs.model import (
+    Attempt,
+    Delivery,
+    Job,
+    JobQuery,
+    JobStatus,
+    NewJob,
+    Workload,
+)
 
 #: the error a job dead-lettered by lost runs ends with
 LOST_MESSAGE = "worker lost {attempts} time(s); giving up. Last cause: {cause}"
@@ -105,10 +113,9 @@ class JobStore(ABC):
         """Live jobs of these endpoints waiting or running: what replicas are needed for."""
 
     @abstractmethod
-    async def list_jobs(self, endpoint: str, status: JobStatus, limit: int,
-                        owner: str | None = None) -> list[Job]:
-        """Jobs of one status, newest first (e.g. the FAILED dead letters); only
-        `owner`'s, if given."""
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        """Live jobs matching `query`, newest first (ties by id, descending), without
+        their inputs."""
 
     @abstractmethod
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from serve_app.jobs.errors import NotRetryable, QueueFull
-from serve_app.jobs.model import Attempt, DeliveryState, JobStatus, NewJob
+from serve_app.jobs.model import Attempt, DeliveryState, JobQuery, JobStatus, NewJob
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.stores import open_store
 from tests.jobs.conftest import FakeClock
@@ -21,6 +21,10 @@ def new(job_id: str, clock: FakeClock, endpoint: str = "e", **kw) -> NewJob:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+#: the endpoint's dead letters
+failed = JobQuery(endpoint="e", statuses=(JobStatus.FAILED,))
 
 
 def claim_one(store: JobStore, job_id: str, lease_ms: int = 5_000, endpoint: str = "e"):
@@ -124,7 +128,7 @@ def test_expired_leases_requeue_then_dead_letter(store: JobStore, clock: FakeClo
     (dead,) = run(store.requeue_expired_leases(3))
     assert dead.status is JobStatus.FAILED and "worker lost 3 time(s)" in dead.error
     assert "lease expired" in dead.error
-    assert [j.id for j in run(store.list_jobs("e", JobStatus.FAILED, 10))] == ["a"]
+    assert [j.id for j in run(store.list_jobs(failed))] == ["a"]
     # A run that lost its lease can no longer finish the job.
     assert run(store.finish("a", lease, JobStatus.COMPLETED, 1, None)) is None
 
@@ -139,7 +143,7 @@ def test_release_requeues_lost_runs_counting_attempts_and_hand_backs_not(
     dead = run(store.release("a", claim_one(store, "a").lease, "ActorDiedError: again", 2))
     assert dead.status is JobStatus.FAILED and dead.attempts == 2
     assert "worker lost 2 time(s)" in dead.error and "ActorDiedError: again" in dead.error
-    assert [j.id for j in run(store.list_jobs("e", JobStatus.FAILED, 10))] == ["a"]
+    assert [j.id for j in run(store.list_jobs(failed))] == ["a"]
 
 
 def test_user_retries_are_counted_apart_from_lost_runs(store: JobStore,
@@ -427,7 +431,8 @@ def test_owner_scopes_counts_listings_and_purges(store: JobStore, clock: FakeClo
     assert run(store.counts("e", "alice"))["IN_QUEUE"] == 2
     assert run(store.counts("e", "bob"))["IN_QUEUE"] == 1
     assert run(store.counts("e"))["IN_QUEUE"] == 4
-    assert [j.id for j in run(store.list_jobs("e", JobStatus.IN_QUEUE, 10, "bob"))] == ["b1"]
+    bobs = JobQuery(endpoint="e", statuses=(JobStatus.IN_QUEUE,), owner="bob")
+    assert [j.id for j in run(store.list_jobs(bobs))] == ["b1"]
     assert run(store.purge_queue("e", "alice")) == 2
     assert run(store.get("a1")) is None and run(store.get("b1")) is not None
     assert run(store.purge_queue("e")) == 2
@@ -447,3 +452,34 @@ def test_s3_credentials_are_dropped_however_a_job_ends(store: JobStore, clock: F
         run(store.requeue_expired_leases(max_attempts=1))
     ended = run(store.get("s"))
     assert ended.status.terminal and ended.s3_config is None
+
+
+def test_listing_filters_and_pages_newest_first_by_keyset(store: JobStore,
+                                                           clock: FakeClock) -> None:
+    # five jobs created in the same ms (ties broken by id), then two later, one elsewhere
+    for job_id in ("a", "b", "c", "d", "e"):
+        run(store.create(new(job_id, clock), 100))
+    start = clock()
+    clock.advance(5)
+    for job_id in ("f", "g"):
+        run(store.create(new(job_id, clock), 100))
+    run(store.create(new("x", clock, endpoint="other"), 100))
+    run(store.cancel("f"))
+
+    pages, after = [], None
+    while True:
+        page = run(store.list_jobs(JobQuery(endpoint="e", limit=3, after=after)))
+        if not page:
+            break
+        pages.append([j.id for j in page])
+        after = (page[-1].created_at, page[-1].id)
+    assert pages == [["g", "f", "e"], ["d", "c", "b"], ["a"]]
+    assert all(j.input is None for j in run(store.list_jobs(JobQuery())))
+    assert [j.id for j in run(store.list_jobs(JobQuery(limit=2)))] == ["x", "g"]
+    queued_later = JobQuery(endpoint="e", statuses=(JobStatus.IN_QUEUE,),
+                            created_from=start + 1)
+    assert [j.id for j in run(store.list_jobs(queued_later))] == ["g"]
+    assert [j.id for j in run(store.list_jobs(JobQuery(created_to=start + 1)))] == [
+        "e", "d", "c", "b", "a"]
+    cancelled = JobQuery(endpoint="e", statuses=(JobStatus.CANCELLED, JobStatus.FAILED))
+    assert [j.id for j in run(store.list_jobs(cancelled))] == ["f"]

@@ -248,3 +248,35 @@ def test_dead_letter_lists_failed_jobs_newest_first(client: httpx.Client) -> Non
     ids = [j["id"] for j in listed]
     assert ids.index(second["id"]) < ids.index(first["id"])
     assert ok["id"] not in ids and all(j["status"] == "FAILED" for j in listed)
+
+
+def test_jobs_are_listed_newest_first_a_page_at_a_time(client: httpx.Client) -> None:
+    since = int(time.time() * 1000)
+    ids = [client.post("/v2/demo/run", json={"input": {"echo": i}}).json()["id"]
+           for i in range(5)]
+    for job_id in ids:
+        wait_for(client, f"/v2/demo/status/{job_id}", lambda b: b["status"] in TERMINAL)
+    failed = client.post("/v2/demo/runsync", json={"input": {"fail": "listed"}}).json()["id"]
+    seen, cursor = [], None
+    while True:
+        params = {"since": since, "limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/v2/demo/jobs", params=params).json()
+        seen += page["jobs"]
+        cursor = page.get("next")
+        if cursor is None:
+            break
+    assert [j["id"] for j in seen] == [failed, *reversed(ids)]
+    assert {j["endpointId"] for j in seen} == {"demo"}
+    assert all(j["status"] == "COMPLETED" and "output" in j for j in seen[1:])
+    only_failed = client.get("/v2/demo/jobs", params={"since": since, "status": "FAILED"})
+    assert [j["id"] for j in only_failed.json()["jobs"]] == [failed]
+    everywhere = client.get("/v2/jobs", params={"since": since, "limit": 1000}).json()
+    assert set(ids) <= {j["id"] for j in everywhere["jobs"]}
+
+
+@pytest.mark.parametrize(("query", "words"), [("cursor=!!", "cursor"), ("limit=0", "limit"),
+                                              ("status=DONE", "status"),
+                                              ("since=" + "9" * 30, "since")])
+def test_bad_listing_queries_are_400(client: httpx.Client, query: str, words: str) -> None:
+    r = client.get(f"/v2/demo/jobs?{query}")
+    assert r.status_code == 400 and words in r.json()["error"], r.text

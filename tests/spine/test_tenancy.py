@@ -91,3 +91,12 @@ def test_rates_are_limited_per_key_with_retry_after(alice: httpx.Client,
     assert 1 <= int(limited.headers["Retry-After"]) <= 10
     assert bob.post("/v2/demo/purge-queue").status_code == 200  # another key's own budget
     assert alice.get("/v2/demo/health").status_code == 200  # another route class
+
+
+def test_job_listings_cover_the_callers_own_jobs(alice: httpx.Client, bob: httpx.Client,
+                                                 admin: httpx.Client) -> None:
+    job = alice.post("/v2/demo/runsync", json={"input": {"echo": "mine"}}).json()
+    for path in ("/v2/demo/jobs", "/v2/jobs"):
+        assert job["id"] in [j["id"] for j in alice.get(path).json()["jobs"]]
+        assert job["id"] in [j["id"] for j in admin.get(path).json()["jobs"]]
+        assert job["id"] not in [j["id"] for j in bob.get(path).json()["jobs"]]
