@@ -21,6 +21,7 @@ from serve_app.jobs.model import now_ms
 from serve_app.jobs.service import JobService
 from serve_app.jobs.stores import open_store
 from serve_app.jobs.webhooks import WebhookDeliverer
+from serve_app.metrics import RayJobMetrics
 from serve_app.settings import AppArgs
 
 app = FastAPI(
@@ -47,10 +48,13 @@ class Ingress:
         }
         settings = args.jobs
         self._store = open_store(settings.store_url)
-        self._webhooks = WebhookDeliverer(self._store, settings, now_ms)
-        self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks)
+        metrics = RayJobMetrics()
+        self._webhooks = WebhookDeliverer(self._store, settings, now_ms, metrics=metrics)
+        self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks,
+                                      metrics=metrics)
         service = JobService(self._store, self._dispatcher,
-                             {n: e.spec for n, e in endpoints.items()}, settings)
+                             {n: e.spec for n, e in endpoints.items()}, settings,
+                             metrics=metrics)
         # Keys are read here, in the replica, so they may come from its file or environment.
         install_runtime(Runtime(service, endpoints, settings, KeyRing.load(settings),
                                 RateLimiter(settings.rate_limits)))

@@ -30,6 +30,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: where the session's Ray node exports metrics for Prometheus
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(s3_server: str) -> Iterator[None]:
     """Started after the S3 test server, so replicas inherit its AWS_* variables and
@@ -37,7 +41,7 @@ def ray_cluster(s3_server: str) -> Iterator[None]:
     import ray
 
     ray.init(address="local", num_cpus=8, num_gpus=1, include_dashboard=False,
-             log_to_driver=False)
+             log_to_driver=False, _metrics_export_port=METRICS_PORT)
     yield
     ray.shutdown()
 

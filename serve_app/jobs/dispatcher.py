@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 from serve_app.jobs.endpoints import Endpoint, job_payload
 from serve_app.jobs.errors import JobFailed, WorkerLost
+from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Clock, Job, JobStatus, now_ms
 from serve_app.jobs.settings import JobSettings
 from serve_app.jobs.store import JobStore
@@ -70,8 +72,10 @@ class Run:
 
 class Dispatcher:
     def __init__(self, store: JobStore, endpoints: dict[str, Endpoint], settings: JobSettings,
-                 webhooks: WebhookDeliverer, clock: Clock = now_ms) -> None:
+                 webhooks: WebhookDeliverer, clock: Clock = now_ms,
+                 metrics: JobMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or JobMetrics()
         self._endpoints = endpoints
         self._settings = settings
         self._webhooks = webhooks
@@ -166,14 +170,28 @@ class Dispatcher:
         self._wake[endpoint].set()
 
     async def _sweep_loop(self) -> None:
+        next_gauges = 0.0
         while not self._stopping:
             await asyncio.sleep(self._settings.sweep_interval_s)
             try:
                 for job in await self._store.requeue_expired_leases(self._settings.max_attempts):
-                    logger.error("job %s dead-lettered: %s", job.id, job.error)
+                    if job.status is JobStatus.FAILED:
+                        logger.error("job %s dead-lettered: %s", job.id, job.error)
+                        self._metrics.ended(job)
+                    else:
+                        self._metrics.requeued(job.endpoint, "lease_expired")
                 await self._store.delete_expired(self._settings.webhook_retention_ms)
+                if time.monotonic() >= next_gauges:
+                    next_gauges = time.monotonic() + self._settings.metrics_interval_s
+                    await self._report_queue_state()
             except Exception:
                 logger.exception("sweeping jobs failed")
+
+    async def _report_queue_state(self) -> None:
+        for name in self._endpoints:
+            workload = await self._store.workload([name])
+            self._metrics.queue_state(name, workload.queued + workload.queued_low_priority,
+                                      workload.running)
 
     async def _webhook_loop(self) -> None:
         """Deliver what any replica's job ends left in the outbox: at once for ends here,
@@ -294,13 +312,17 @@ class Dispatcher:
                 job.id, run.lease, outcome.lost, self._settings.max_attempts))
             if ended is not None and ended.status is JobStatus.FAILED:
                 logger.error("job %s dead-lettered: %s", job.id, ended.error)
+            elif ended is not None:
+                self._metrics.requeued(endpoint.id, "worker_lost")
             self.wake(endpoint.id)
         else:
             ended = await self._persist(run, "finish", lambda: self._store.finish(
                 job.id, run.lease, outcome.status or JobStatus.FAILED, outcome.output,
                 outcome.error))
-        if ended is not None and ended.status.terminal and ended.webhook:
-            self.wake_webhooks()
+        if ended is not None and ended.status.terminal:
+            self._metrics.ended(ended)
+            if ended.webhook:
+                self.wake_webhooks()
 
     async def _persist(self, run: Run, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
         """Do a store write of this run, trying again with backoff while the lease is

@@ -218,16 +218,16 @@ class InMemoryJobStore(JobStore):
 
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:
         now = self._clock()
-        failed = []
+        expired = []
         for job in [j for j in self._jobs.values() if j.status is JobStatus.IN_PROGRESS
                     and j.lease_expires_at is not None and j.lease_expires_at < now]:
             if job.attempts + 1 >= max_attempts:
-                failed.append(self._end(job, JobStatus.FAILED, attempts=job.attempts + 1,
-                                        error=LOST_MESSAGE.format(attempts=max_attempts,
-                                                                  cause=LEASE_EXPIRED)))
+                expired.append(self._end(job, JobStatus.FAILED, attempts=job.attempts + 1,
+                                         error=LOST_MESSAGE.format(attempts=max_attempts,
+                                                                   cause=LEASE_EXPIRED)))
             else:
-                self._requeue(job, 1)
-        return failed
+                expired.append(self._requeue(job, 1))
+        return [self._brief(j) for j in expired]
 
     async def delete_expired(self, delivery_retention_ms: int) -> int:
         now = self._clock()

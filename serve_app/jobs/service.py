@@ -10,6 +10,7 @@ from typing import Any
 
 from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.errors import UnknownEndpoint, UnknownJob
+from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Clock, Delivery, Job, JobQuery, JobStatus, NewJob, now_ms
 from serve_app.jobs.settings import EndpointSpec, JobSettings
 from serve_app.jobs.store import JobStore
@@ -34,8 +35,9 @@ class JobService:
 
     def __init__(self, store: JobStore, dispatcher: Dispatcher,
                  endpoints: dict[str, EndpointSpec], settings: JobSettings,
-                 clock: Clock = now_ms) -> None:
+                 clock: Clock = now_ms, metrics: JobMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or JobMetrics()
         self._dispatcher = dispatcher
         self._endpoints = endpoints
         self._settings = settings
@@ -76,6 +78,7 @@ class JobService:
             created_at=self._clock(),
         )
         stored = await self._store.create(job, spec.max_queue)
+        self._metrics.submitted(endpoint_id)
         self._dispatcher.wake(endpoint_id)
         return stored
 
@@ -119,6 +122,7 @@ class JobService:
         if job is None:
             raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
         if job.status is JobStatus.CANCELLED:
+            self._metrics.ended(job)
             self._dispatcher.interrupt(endpoint_id, job_id)
             if job.webhook:
                 self._dispatcher.wake_webhooks()

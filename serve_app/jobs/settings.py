@@ -101,6 +101,8 @@ class JobSettings(BaseModel):
     poll_interval_s: float = Field(0.2, gt=0)
     #: how often expired leases and expired jobs are swept
     sweep_interval_s: float = Field(1.0, gt=0)
+    #: how often each replica reads the queue's gauges (jobs waiting, running) from the store
+    metrics_interval_s: float = Field(5.0, gt=0)
     #: deliveries of one webhook before it is given up
     webhook_attempts: int = Field(3, ge=1)
     #: wait before the second attempt; it doubles for each later one

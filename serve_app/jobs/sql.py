@@ -471,11 +471,12 @@ class SqlJobStore(JobStore):
                 (JobStatus.FAILED.value, now,
                  LOST_MESSAGE.format(attempts=max_attempts, cause=LEASE_EXPIRED), now, now,
                  now, max_attempts)))
-            requeued = q("UPDATE jobs SET " + REQUEUE + ", attempts = attempts + 1 WHERE "
-                         + RUNNING + " AND lease_expires_at < ? RETURNING id", (now,))
-            for (job_id,) in requeued:
-                q("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
-            return failed, failed
+            requeued = [row_to_job(r) for r in q(
+                "UPDATE jobs SET " + REQUEUE + ", attempts = attempts + 1 WHERE " + RUNNING
+                + " AND lease_expires_at < ?" + RETURNING_BRIEF, (now,))]
+            for job in requeued:
+                q("DELETE FROM job_stream WHERE job_id = ?", (job.id,))
+            return failed, [dataclasses.replace(j, input=None) for j in failed] + requeued
 
         return await self._end(work)
 

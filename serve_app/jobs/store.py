@@ -120,7 +120,8 @@ class JobStore(ABC):
     @abstractmethod
     async def requeue_expired_leases(self, max_attempts: int) -> list[Job]:
         """Running jobs whose lease ran out go back to the queue counting an attempt, or
-        end FAILED at `max_attempts`. Returns the jobs that failed."""
+        end FAILED at `max_attempts`. Returns every such job as it now is (IN_QUEUE or
+        FAILED), without its input."""
 
     @abstractmethod
     async def delete_expired(self, delivery_retention_ms: int) -> int:

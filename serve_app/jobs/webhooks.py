@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Attempt, Clock, Delivery
 from serve_app.jobs.settings import JobSettings
 from serve_app.jobs.store import JobStore
@@ -37,8 +38,10 @@ def signed_headers(secret: str, delivery_id: str, at_ms: int, body: bytes) -> di
 
 class WebhookDeliverer:
     def __init__(self, store: JobStore, settings: JobSettings, clock: Clock,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: httpx.AsyncClient | None = None,
+                 metrics: JobMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics or JobMetrics()
         self._settings = settings
         self._clock = clock
         self._client = client or httpx.AsyncClient(timeout=settings.webhook_timeout_s)
@@ -81,6 +84,8 @@ class WebhookDeliverer:
         made = len(delivery.attempts) + 1
         next_at = None if error is None else self._next_attempt_at(made)
         await self._store.record_attempt(delivery.id, attempt, error is None, next_at)
+        self._metrics.webhook_attempt(delivery.endpoint, "delivered" if error is None
+                                      else "retrying" if next_at else "failed")
         if error is None:
             logger.info("webhook %s for job %s delivered (attempt %d)", delivery.id,
                         delivery.job_id, made)

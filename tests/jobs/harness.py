@@ -14,6 +14,7 @@ from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.errors import JobFailed, WorkerLost
 from serve_app.jobs.memory import InMemoryJobStore
+from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Job, JobStatus, now_ms
 from serve_app.jobs.service import JobService, Submission
 from serve_app.jobs.settings import EndpointSpec, JobSettings
@@ -108,12 +109,13 @@ class Replica:
 
 
 def replica(store: JobStore, endpoint: Scripted, settings: JobSettings = FAST,
-            events: bool = False, max_concurrency: int = 8, start: bool = True) -> Replica:
+            events: bool = False, max_concurrency: int = 8, start: bool = True,
+            metrics: JobMetrics | None = None) -> Replica:
     spec = EndpointSpec(max_concurrency=max_concurrency)
     endpoints = {"e": Endpoint("e", spec, endpoint, events)}
-    deliverer = WebhookDeliverer(store, settings, now_ms)
-    dispatcher = Dispatcher(store, endpoints, settings, deliverer)
-    service = JobService(store, dispatcher, {"e": spec}, settings)
+    deliverer = WebhookDeliverer(store, settings, now_ms, metrics=metrics)
+    dispatcher = Dispatcher(store, endpoints, settings, deliverer, metrics=metrics)
+    service = JobService(store, dispatcher, {"e": spec}, settings, metrics=metrics)
     if start:
         dispatcher.start()
     return Replica(service, dispatcher, deliverer, store)

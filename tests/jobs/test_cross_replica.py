@@ -41,7 +41,8 @@ def test_a_wait_on_one_replica_ends_when_another_finishes(postgres_url: str) -> 
         await asyncio.sleep(0.5)  # both idle loops have looked once; listeners connected
         job = await runner.service.submit("e", Submission(input={"x": 1}), sync=False)
         first = (await waiter.service.status("e", job.id, None)).status
-        ended = await asyncio.wait_for(waiter.service.wait("e", job.id, None, wait_ms=3_600_000), 30)
+        waiting = waiter.service.wait("e", job.id, None, wait_ms=3_600_000)
+        ended = await asyncio.wait_for(waiting, 30)
         for r in (runner, waiter):
             await r.stop()
             await r.store.close()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from serve_app.jobs.memory import InMemoryJobStore
-from serve_app.jobs.model import JobStatus
+from serve_app.jobs.metrics import JobMetrics
+from serve_app.jobs.model import Job, JobStatus
 from tests.jobs.harness import FAST, FlakyStore, Scripted, ended, replica, submit, until
 
 
@@ -208,3 +209,65 @@ def test_stream_writes_survive_a_store_blink() -> None:
         await r.stop()
 
     asyncio.run(main())
+
+
+class Recorded(JobMetrics):
+    """Every report, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def submitted(self, endpoint: str) -> None:
+        self.events.append(("submitted", endpoint))
+
+    def ended(self, job: Job) -> None:
+        self.events.append(("ended", job.status.value, job.delay_time_ms is not None))
+
+    def requeued(self, endpoint: str, cause: str) -> None:
+        self.events.append(("requeued", cause))
+
+    def queue_state(self, endpoint: str, queued: int, running: int) -> None:
+        self.events.append(("queue", queued, running))
+
+
+def test_every_submission_end_and_requeue_is_reported_once() -> None:
+    metrics = Recorded()
+
+    async def main() -> None:
+        r = replica(InMemoryJobStore(), Scripted(),
+                    FAST.model_copy(update={"metrics_interval_s": 0.05}), metrics=metrics)
+        ok, bad = await submit(r), await submit(r, fail="no")
+        lost = await submit(r, lost=1)
+        slow = await submit(r, sleep=5)
+        for job in (ok, bad, lost):
+            await ended(r, job.id)
+        await r.service.cancel("e", slow.id, None)
+        await until(lambda: _reported(metrics, ("queue", 0, 0)))
+        await r.stop()
+
+    asyncio.run(main())
+    events = metrics.events
+    assert events.count(("submitted", "e")) == 4
+    ends = sorted(e[1] for e in events if e[0] == "ended")
+    assert ends == ["CANCELLED", "COMPLETED", "COMPLETED", "FAILED"]
+    assert all(e[2] for e in events if e[0] == "ended")  # each with its delay time
+    assert events.count(("requeued", "worker_lost")) == 1
+
+
+def test_an_expired_lease_is_reported_as_a_requeue() -> None:
+    metrics = Recorded()
+
+    async def main() -> None:
+        store = InMemoryJobStore()
+        dead = replica(store, Scripted(), metrics=metrics, start=False)
+        await submit(dead, sleep=60)
+        await store.claim("e", "gone", 10, 1)  # a replica that died holding the lease
+        sweeper = replica(store, Scripted(), metrics=metrics)
+        await until(lambda: _reported(metrics, ("requeued", "lease_expired")))
+        await sweeper.stop()
+
+    asyncio.run(main())
+
+
+async def _reported(metrics: Recorded, event: tuple) -> bool:
+    return event in metrics.events

@@ -119,7 +119,8 @@ def test_expired_leases_requeue_then_dead_letter(store: JobStore, clock: FakeClo
     for expected in (1, 2):
         lease = claim_one(store, "a", lease_ms=1).lease
         clock.advance(10)
-        assert run(store.requeue_expired_leases(3)) == []
+        (requeued,) = run(store.requeue_expired_leases(3))
+        assert requeued.status is JobStatus.IN_QUEUE and requeued.input is None
         job = run(store.get("a"))
         assert job.status is JobStatus.IN_QUEUE and job.attempts == expected
         assert job.retries == expected
@@ -127,6 +128,7 @@ def test_expired_leases_requeue_then_dead_letter(store: JobStore, clock: FakeClo
     clock.advance(10)
     (dead,) = run(store.requeue_expired_leases(3))
     assert dead.status is JobStatus.FAILED and "worker lost 3 time(s)" in dead.error
+    assert dead.input is None
     assert "lease expired" in dead.error
     assert [j.id for j in run(store.list_jobs(failed))] == ["a"]
     # A run that lost its lease can no longer finish the job.
@@ -155,7 +157,7 @@ def test_user_retries_are_counted_apart_from_lost_runs(store: JobStore,
         assert run(store.retry("a")).status is JobStatus.IN_QUEUE
     claim_one(store, "a", lease_ms=1)
     clock.advance(10)
-    assert run(store.requeue_expired_leases(3)) == []
+    assert [j.status for j in run(store.requeue_expired_leases(3))] == [JobStatus.IN_QUEUE]
     job = run(store.get("a"))
     assert job.status is JobStatus.IN_QUEUE
     assert (job.user_retries, job.attempts, job.retries) == (2, 1, 3)
