@@ -10,7 +10,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.api import direct, jobs
-from serve_app.api.deps import Runtime, install_runtime
+from serve_app.api.deps import Runtime, current_runtime, install_runtime
+from serve_app.api.docs import install_endpoint_docs
 from serve_app.api.errors import install_error_handlers
 from serve_app.api.keys import KeyRing
 from serve_app.api.ratelimit import RateLimiter
@@ -34,6 +35,7 @@ app.include_router(jobs.router)
 app.include_router(jobs.all_endpoints)
 app.include_router(direct.router)
 install_error_handlers(app)
+install_endpoint_docs(app, lambda: current_runtime().endpoints)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=2000)

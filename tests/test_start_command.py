@@ -29,6 +29,7 @@ import httpx
 import pytest
 import yaml
 
+from serve_app.catalog import family_of
 from tests.workload import example
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,8 +87,9 @@ def expected_of_the_config() -> Expected:
         body, check = example(endpoint)  # a KeyError asks for an example of a new endpoint
         calls[endpoint] = [job_call(endpoint, body, check)]
         route = spec.get("route")
+        # what it takes and gives, with the same example the calls below use
         listing[endpoint] = {"route": f"/{route}" if route else None,
-                             "jobs": f"/v2/{endpoint}/run"}
+                             "jobs": f"/v2/{endpoint}/run", **family_of(endpoint).describe()}
         if route:
             calls[endpoint].append(Call(f"POST /{route}", "POST", f"/{route}", body, check))
         if route and spec.get("html"):
@@ -100,7 +102,8 @@ def expected_of_the_config() -> Expected:
         module = spec["handler"]
         assert module in handler_examples, f"no example input for handler {module!r}: add one"
         calls[endpoint] = [job_call(endpoint, *handler_examples[module])]
-        listing[endpoint] = {"route": None, "jobs": f"/v2/{endpoint}/run"}
+        listing[endpoint] = {"route": None, "jobs": f"/v2/{endpoint}/run",
+                             **family_of(endpoint).describe()}
     return Expected(calls, listing)
 
 

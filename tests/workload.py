@@ -3,45 +3,14 @@ the start-command test, the cluster fault drills and their benchmark share."""
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-FOX = "the quick brown fox jumps over the lazy dog"
+import jsonschema
 
-
-@cache
-def fox_recording() -> dict[str, Any]:
-    audio = (REPO / "tests" / "pronunciation" / "fixtures" / "fox.wav").read_bytes()
-    return {"audio": base64.b64encode(audio).decode(), "text": FOX, "language": "en-us"}
-
-
-@cache
-def radiograph() -> dict[str, Any]:
-    from PIL import Image
-
-    from deployments.dental.synthetic import synthetic_radiograph
-
-    png = io.BytesIO()
-    Image.fromarray(synthetic_radiograph(256, 512)).save(png, format="PNG")
-    return {"image_url": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}
-
-
-@cache
-def pd_signals() -> tuple[dict[str, Any], list[list[tuple[int, int]]]]:
-    """Two held-out synthetic signals with pulses, and their true regions."""
-    from deployments.pd.evaluate import HELD_OUT_SEED
-    from deployments.pd.synthetic import SyntheticParams, generate
-
-    data = generate(6, seed=HELD_OUT_SEED, params=SyntheticParams(
-        noise_std=(100.0, 100.0), pulse_snr=(8.0, 16.0), max_pulses=3))
-    rows = [i for i, regions in enumerate(data.regions) if regions][:2]
-    truth = [[(r.start, r.end) for r in data.regions[i]] for i in rows]
-    return {"signals": data.signals[rows].tolist()}, truth
+from deployments.pd.examples import example_regions
+from deployments.pronunciation.examples import SENTENCE
+from serve_app.catalog import MODEL_FAMILIES, family_of
 
 
 def check_ipa(out: dict[str, Any]) -> None:
@@ -50,7 +19,7 @@ def check_ipa(out: dict[str, Any]) -> None:
 
 
 def check_assessment(out: dict[str, Any]) -> None:
-    assert [w["word"] for w in out["words"]] == FOX.split(), out
+    assert [w["word"] for w in out["words"]] == SENTENCE.split(), out
     assert out["score"] > 70, out  # fox.wav read against its own sentence
 
 
@@ -74,14 +43,45 @@ def check_pd(truth: list[list[tuple[int, int]]]) -> Callable[[dict[str, Any]], N
 
 
 def example(endpoint: str) -> tuple[dict[str, Any], Callable[[dict[str, Any]], None]]:
-    """A job input of a model endpoint and the check its output has to pass."""
-    if endpoint == "ipa-generation":
-        return {"text": "Hello world", "language": "en-us"}, check_ipa
-    if endpoint == "pronunciation-assessment":
-        return fox_recording(), check_assessment
-    if endpoint == "dental-pano":
-        return radiograph(), check_dental
-    if endpoint == "pd-segmentation":
-        signals, truth = pd_signals()
-        return signals, check_pd(truth)
-    raise KeyError(endpoint)
+    """A model endpoint's documented example input (the one `GET /endpoints`, the OpenAPI
+    document and the console offer) and the check its output has to pass."""
+    checks: dict[str, Callable[[dict[str, Any]], None]] = {
+        "ipa-generation": check_ipa, "pronunciation-assessment": check_assessment,
+        "dental-pano": check_dental, "pd-segmentation": check_pd(example_regions())}
+    family = MODEL_FAMILIES[endpoint]
+
+    def check(out: dict[str, Any]) -> None:
+        family.output_model.model_validate(out)  # the output is what its schema documents
+        checks[endpoint](out)
+
+    return family.example(), check
+
+
+def assert_described(client: Any, endpoint: str, route: str | None) -> None:
+    """`GET /endpoints` and the OpenAPI document describe `endpoint` with its family's
+    schemas and example, and the documented example, sent to the documented route, gives
+    an output that its documented schema accepts."""
+    family = family_of(endpoint)
+    entry = client.get("/endpoints").json()[endpoint]
+    assert entry["route"] == route and entry["jobs"] == f"/v2/{endpoint}/run", entry
+    assert entry["family"] == family.name and entry["example"] == family.example()
+    if family.input_model is None:
+        assert entry["input_schema"] is None and entry["example"] == {}
+        return
+    assert entry["input_schema"] == family.input_model.model_json_schema()
+    assert entry["output_schema"] == family.output_model.model_json_schema()
+    doc = client.get("/openapi.json").json()
+    examples = doc["components"]["examples"]
+    job = doc["paths"][f"/v2/{endpoint}/runsync"]["post"]["requestBody"]["content"]
+    assert examples[f"{endpoint}-job"]["value"] == {"input": family.example()}
+    assert job["application/json"]["schema"]["properties"]["input"] == {
+        "$ref": f"#/components/schemas/{family.input_model.__name__}"}
+    if route is None:
+        return
+    direct = doc["paths"][route]["post"]
+    body = direct["requestBody"]["content"]["application/json"]
+    ref = body["examples"]["example"]["$ref"].rsplit("/", 1)[1]
+    answer = client.post(route, json=examples[ref]["value"])
+    assert answer.status_code == 200, answer.text
+    schema = direct["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(answer.json(), schema | {"components": doc["components"]})

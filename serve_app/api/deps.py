@@ -37,10 +37,14 @@ def install_runtime(runtime: Runtime) -> None:
     _runtime = runtime
 
 
-async def get_runtime() -> Runtime:
+def current_runtime() -> Runtime:
     if _runtime is None:
         raise RuntimeError("the ingress has not finished starting")
     return _runtime
+
+
+async def get_runtime() -> Runtime:
+    return current_runtime()
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from serve_app.api.deps import Runtime, RuntimeDep, caller, read_json
 from serve_app.api.errors import ApiError, BadRequest
 from serve_app.api.schemas import ErrorBody
+from serve_app.catalog import family_of
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.errors import UnknownEndpoint
 
@@ -30,10 +31,11 @@ DIRECT_TIMEOUT_S = 300.0
 T = TypeVar("T")
 
 
-@router.get("/endpoints", summary="Served endpoints and their direct routes")
+@router.get("/endpoints", summary="Served endpoints: routes, input and output JSON Schemas, "
+            "a working example input, and which fields take file contents")
 async def endpoints(runtime: RuntimeDep, _: Other) -> dict[str, Any]:
     return {name: {"route": f"/{e.spec.route}" if e.spec.route else None,
-                   "jobs": f"/v2/{name}/run"}
+                   "jobs": f"/v2/{name}/run", **family_of(name).describe()}
             for name, e in runtime.endpoints.items()}
 
 

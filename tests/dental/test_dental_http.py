@@ -29,6 +29,7 @@ from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
 from deployments.dental.synthetic import synthetic_radiograph
 from tests.clients import LocalHTTPServer, QuietHandler, runpod_sdk
 from tests.conftest import free_port
+from tests.workload import assert_described
 
 TIMEOUT_S = 180
 ENDPOINT = "dental-pano"
@@ -166,8 +167,8 @@ def assert_still_serving(client: httpx.Client, data_uri: str) -> None:
 
 
 def test_endpoint_is_listed(client: httpx.Client) -> None:
-    assert client.get("/endpoints").json() == {
-        ENDPOINT: {"route": "/dental", "jobs": f"/v2/{ENDPOINT}/run"}}
+    assert list(client.get("/endpoints").json()) == [ENDPOINT]
+    assert_described(client, ENDPOINT, "/dental")
 
 
 def test_direct_route_with_debug_overlays(client: httpx.Client,

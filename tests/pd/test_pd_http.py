@@ -25,6 +25,7 @@ from deployments.pd.processing import Region
 from deployments.pd.synthetic import SyntheticParams, SyntheticSet, generate
 from tests.clients import runpod_sdk
 from tests.conftest import free_port
+from tests.workload import assert_described
 
 ENDPOINT = "pd-segmentation"
 JOBS = f"/v2/{ENDPOINT}"
@@ -150,8 +151,8 @@ def test_healthz_and_endpoints(client: httpx.Client) -> None:
     assert health["status"] == "ok" and health["model_loaded"] is True
     assert health["model"]["weights_uri"].endswith("pd_unet1d.pt")
     assert health["model"]["parameters"] > 100_000
-    assert client.get("/endpoints").json() == {
-        ENDPOINT: {"route": "/pd", "jobs": f"/v2/{ENDPOINT}/run"}}
+    assert list(client.get("/endpoints").json()) == [ENDPOINT]
+    assert_described(client, ENDPOINT, "/pd")
 
 
 def test_direct_route_finds_the_pulses(direct_report: dict[str, Any],

@@ -45,3 +45,9 @@ def test_example_job_input_is_json_arrays() -> None:
     job_input = example_job_input(n_signals=3, length=2048)
     assert len(job_input["signals"]) == 3
     assert all(len(row) == 2048 and isinstance(row[0], float) for row in job_input["signals"])
+
+
+def test_the_shipped_example_is_what_its_script_generates() -> None:
+    from deployments.pd.examples import generate_example, shipped_example
+
+    assert shipped_example() == generate_example()

@@ -22,6 +22,7 @@ import pytest
 import runpod
 
 from tests.clients import runpod_sdk
+from tests.workload import assert_described
 
 ENDPOINT = "pronunciation-assessment"
 JOBS = f"/v2/{ENDPOINT}"
@@ -118,8 +119,8 @@ def fox_direct(client: httpx.Client) -> dict[str, Any]:
 
 
 def test_endpoint_is_listed_with_its_route(client: httpx.Client) -> None:
-    assert client.get("/endpoints").json() == {
-        ENDPOINT: {"route": "/assess", "jobs": f"{JOBS}/run"}}
+    assert list(client.get("/endpoints").json()) == [ENDPOINT]
+    assert_described(client, ENDPOINT, "/assess")
 
 
 def test_direct_route_scores_its_own_sentence(fox_direct: dict[str, Any]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.workload import assert_described
+
 
 def test_direct_route_gives_words_and_the_worker_ipa_string(client: httpx.Client) -> None:
     r = client.post("/ipa", json={"text": "Hello world", "language": "en-us"})
@@ -36,6 +38,5 @@ def test_job_output_equals_the_direct_output(client: httpx.Client) -> None:
 
 
 def test_endpoints_lists_routes(client: httpx.Client) -> None:
-    body = client.get("/endpoints").json()
-    assert body["ipa-generation"] == {"route": "/ipa", "jobs": "/v2/ipa-generation/run"}
-    assert body["demo"]["route"] is None
+    assert_described(client, "ipa-generation", "/ipa")
+    assert_described(client, "demo", None)
