@@ -4,7 +4,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Finding(BaseModel):
-    fdi: int = Field(description="FDI tooth number")
+    fdi: str = Field(description="FDI tooth number, e.g. \"34\"")
     finding: str
     score: float
 
