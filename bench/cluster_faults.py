@@ -56,6 +56,8 @@ DRILL_JOBS = {"lease_s": 5, "sweep_interval_s": 1, "webhook_attempts": 30,
 def cluster_config(base: Path = REPO / "configs" / "serve.gpu.yaml") -> dict[str, Any]:
     config = yaml.safe_load(base.read_text())
     config["applications"][0]["args"].setdefault("jobs", {}).update(DRILL_JOBS)
+    # the webhook receiver is local
+    config["applications"][0]["args"]["outbound"] = {"allow_networks": ["127.0.0.1/32"]}
     return config
 
 

@@ -16,7 +16,7 @@ from serve_app.settings import AppArgs, load_args
 
 
 def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
-    args = load_args(raw_args)
+    args = with_outbound(load_args(raw_args))
     wanted = set(args.endpoints)
     models: dict[str, Application] = {}
     g2p = G2P.bind(args.g2p)  # one G2P deployment serves both endpoints that need it
@@ -38,3 +38,15 @@ def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
         for name, spec in args.handlers.items()
     }
     return Ingress.bind({**models, **handlers}, list(handlers), args)
+
+
+def with_outbound(args: AppArgs) -> AppArgs:
+    """`args` with the app's outbound policy in each family that fetches client inputs:
+    one policy, configured once."""
+    policy = {"outbound": args.outbound}
+    pd_limits = args.pd.limits.model_copy(update=policy)
+    return args.model_copy(update={
+        "dental": args.dental.model_copy(update=policy),
+        "pronunciation": args.pronunciation.model_copy(update=policy),
+        "pd": args.pd.model_copy(update={"limits": pd_limits}),
+    })

@@ -1,5 +1,10 @@
 """The job layer's way to a Ray Serve deployment: its handle's `run` method, with Ray's
-failures translated into the job layer's two kinds (see `serve_app.jobs.errors`)."""
+failures translated into the job layer's two kinds (see `serve_app.jobs.errors`).
+
+Only an input error's own message reaches the caller (a RunPod handler's exceptions
+arrive as error events, with their own message, not here). Ray's errors carry remote
+tracebacks and node addresses, and a model's internal failure is not the caller's to
+read: those are logged under a reference that the caller's message names."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common.errors import InputError
-from serve_app.jobs.errors import JobFailed, WorkerLost
+from serve_app.jobs.errors import JobFailed, WorkerLost, logged_internal_error
 
 T = TypeVar("T")
 
@@ -48,10 +53,11 @@ def translate(exc: Exception) -> NoReturn:
     """Raise what the job layer understands for an exception from a handle call."""
     cause = root_cause(exc)
     if isinstance(cause, INFRASTRUCTURE_ERRORS):
-        raise WorkerLost(f"{cause.__class__.__name__}: {cause}".splitlines()[0]) from exc
+        raise WorkerLost(logged_internal_error("the worker of a request was lost", exc,
+                                               label="worker lost")) from exc
     if isinstance(cause, InputError):
         raise JobFailed(str(cause), cause.status_code) from None
-    raise JobFailed(f"{cause.__class__.__name__}: {cause}") from exc
+    raise JobFailed(logged_internal_error("a request failed in its deployment", exc)) from exc
 
 
 class HandleCaller:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.common.outbound import guarded_async_client
 from serve_app.api import direct, jobs
 from serve_app.api.deps import Runtime, current_runtime, install_runtime
 from serve_app.api.docs import install_endpoint_docs
@@ -16,6 +17,7 @@ from serve_app.api.errors import install_error_handlers
 from serve_app.api.keys import KeyRing
 from serve_app.api.ratelimit import RateLimiter
 from serve_app.callers import HandleCaller
+from serve_app.console import routes as console
 from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.model import now_ms
@@ -33,6 +35,7 @@ app = FastAPI(
 )
 app.include_router(jobs.router)
 app.include_router(jobs.all_endpoints)
+app.include_router(console.router)  # before direct's catch-all routes
 app.include_router(direct.router)
 install_error_handlers(app)
 install_endpoint_docs(app, lambda: current_runtime().endpoints)
@@ -51,7 +54,10 @@ class Ingress:
         settings = args.jobs
         self._store = open_store(settings.store_url)
         metrics = RayJobMetrics()
-        self._webhooks = WebhookDeliverer(self._store, settings, now_ms, metrics=metrics)
+        # Webhook URLs are the client's: delivered only where the outbound policy allows.
+        webhook_client = guarded_async_client(args.outbound, settings.webhook_timeout_s)
+        self._webhooks = WebhookDeliverer(self._store, settings, now_ms, client=webhook_client,
+                                          metrics=metrics)
         self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks,
                                       metrics=metrics)
         service = JobService(self._store, self._dispatcher,
@@ -59,7 +65,7 @@ class Ingress:
                              metrics=metrics)
         # Keys are read here, in the replica, so they may come from its file or environment.
         install_runtime(Runtime(service, endpoints, settings, KeyRing.load(settings),
-                                RateLimiter(settings.rate_limits)))
+                                RateLimiter(settings.rate_limits), args.outbound))
         self._dispatcher.start()
 
     async def __del__(self) -> None:

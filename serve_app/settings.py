@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from deployments.common.outbound import OutboundPolicy
 from deployments.dental.config import DentalArgs
 from deployments.g2p.config import G2PArgs
 from deployments.pd.config import PDArgs
@@ -39,6 +40,9 @@ class AppArgs(BaseModel):
     dental: DentalArgs = Field(default_factory=DentalArgs)
     pd: PDArgs = Field(default_factory=PDArgs)
     pronunciation: AssessmentArgs = Field(default_factory=AssessmentArgs)
+    #: where client-given URLs (inputs, webhooks, S3 endpoints) may lead, and which buckets
+    #: the server reads and writes with its own credentials
+    outbound: OutboundPolicy = Field(default_factory=OutboundPolicy)
 
     @field_validator("endpoints")
     @classmethod

@@ -60,6 +60,7 @@ def test_webhooks_pending_at_a_crash_arrive_after_restart(tmp_path: Path) -> Non
         "jobs": {"store_url": f"sqlite:///{tmp_path}/jobs.sqlite3", "webhook_secret": SECRET,
                  "webhook_attempts": 100, "webhook_retry_delay_s": 0.5,
                  "webhook_retry_max_delay_s": 2, "webhook_timeout_s": 2},
+        "outbound": {"allow_networks": ["127.0.0.1/32"]},  # the receiver is local
         "endpoints": {},
         "handlers": {"demo": {"handler": DEMO, "endpoint": {"max_concurrency": 16}}},
     }

@@ -1,10 +1,16 @@
 """Fetch caller inputs and model weights from URIs, with size and time limits.
 
 Inputs may be `https://`, `http://`, `s3://bucket/key` or `data:` URIs (or bare
-base64). Weights may also be local paths or `package://pkg.module/relative/path`
-resources shipped inside this distribution. S3 uses boto3's normal credential
-chain (`AWS_ENDPOINT_URL` selects an S3-compatible server), or the request's
-RunPod-style `s3Config`.
+base64). They are the client's choice, so they go through the outbound policy
+(deployments/common/outbound.py): http(s) only to allowed addresses, every redirect hop
+re-checked, the whole fetch within a deadline; `s3://` with the request's RunPod-style
+`s3Config` (its `endpointUrl` checked like a URL), or with the server's own credentials
+(boto3's default chain; `AWS_ENDPOINT_URL` selects an S3-compatible server) only for the
+buckets the policy names.
+
+Weights are the operator's choice and are fetched without that policy: local paths,
+`package://pkg.module/relative/path` resources shipped inside this distribution,
+`s3://` with the server's credentials, or `https://`.
 """
 
 from __future__ import annotations
@@ -16,14 +22,25 @@ import importlib.resources
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
+
 from deployments.common.errors import InputError
+from deployments.common.outbound import (
+    OutboundPolicy,
+    OutboundRefused,
+    check_url,
+    guarded_client,
+    parse_url,
+)
 
 DEFAULT_TIMEOUT_S = 30.0
+IDENTITY = {"accept-encoding": "identity"}
 WEIGHTS_CACHE_DIR = Path(os.environ.get("RSP_WEIGHTS_CACHE", tempfile.gettempdir())) / "rsp-weights"
 
 
@@ -84,54 +101,104 @@ def decode_base64(data: str, max_bytes: int, what: str = "base64 data") -> bytes
         raise InputError(f"{what} is not valid base64: {exc}") from exc
 
 
-def _fetch_http(url: str, max_bytes: int, timeout_s: float) -> bytes:
-    import httpx
+def _fetch_http(url: str, max_bytes: int, policy: OutboundPolicy, timeout_s: float) -> bytes:
+    """The body behind `url`, following at most `policy.max_redirects` redirects, each
+    hop vetted, all of it within `timeout_s`. Errors name the URL and the HTTP status at
+    most: a connection's own error (refused, reset, timed out) would tell the state of a
+    port, and a body what the server holds."""
+    deadline = time.monotonic() + timeout_s
+    hop = url
+    with guarded_client(policy, deadline) as client:
+        for _ in range(policy.max_redirects + 1):
+            try:
+                # identity: a compressed body could inflate far past max_bytes in one chunk
+                with client.stream("GET", parse_url(hop), headers=IDENTITY) as response:
+                    if response.next_request is None:
+                        return _read_body(url, response, max_bytes, deadline, timeout_s)
+                    hop = str(response.next_request.url)
+            except OutboundRefused as exc:
+                # each hop is vetted: by scheme here, by address on connecting
+                target = hop if hop == url else f"the redirect from {url} to {hop}"
+                raise OutboundRefused(target, exc.reason) from None
+            except httpx.HTTPError:
+                within = f" within {timeout_s:g} s" if time.monotonic() >= deadline else ""
+                raise InputError(f"could not fetch {url}{within}") from None
+    raise InputError(f"fetching {url} was redirected more than {policy.max_redirects} times, "
+                     "the limit of outbound.max_redirects")
 
-    try:
-        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
-            if response.status_code >= 400:
-                raise InputError(f"fetching {url} failed with HTTP {response.status_code}")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise _too_large(url, max_bytes)
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(url, max_bytes)
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise InputError(f"could not fetch {url}: {exc.__class__.__name__}: {exc}") from exc
+
+def _read_body(url: str, response: httpx.Response, max_bytes: int, deadline: float,
+               timeout_s: float) -> bytes:
+    if response.status_code >= 400:
+        raise InputError(f"fetching {url} failed with HTTP {response.status_code}")
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(url, max_bytes)
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(url, max_bytes)
+        if time.monotonic() >= deadline:  # each read also ends by the deadline (outbound.py)
+            raise InputError(f"could not fetch {url} within {timeout_s:g} s")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _fetch_s3(uri: str, max_bytes: int, s3: S3Config | None) -> bytes:
+def _caller_s3_client(bucket: str, uri: str, policy: OutboundPolicy,
+                     s3: S3Config | None) -> Any:
+    """A client for a client-named bucket: the caller's credentials (`s3Config`, its
+    endpoint checked by the policy), or the server's for buckets the policy opens to it."""
+    if s3 is None:
+        if bucket not in policy.server_s3_buckets:
+            raise OutboundRefused(uri, f"bucket {bucket} is read and written only with the "
+                                  "job's s3Config, or with the server's credentials once "
+                                  "listed in outbound.server_s3_buckets")
+        return s3_client()
+    if s3.endpoint_url:
+        try:
+            check_url(s3.endpoint_url, policy)
+        except OutboundRefused as exc:
+            raise OutboundRefused(f"s3Config.endpointUrl {s3.endpoint_url}", exc.reason) \
+                from None
+    return s3_client(s3)
+
+
+def _fetch_s3(uri: str, max_bytes: int, policy: OutboundPolicy, s3: S3Config | None) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = _split_s3(uri)
+    client = _caller_s3_client(bucket, uri, policy, s3)
     try:
-        obj = s3_client(s3).get_object(Bucket=bucket, Key=key)
+        obj = client.get_object(Bucket=bucket, Key=key)
         if obj.get("ContentLength", 0) > max_bytes:
             raise _too_large(uri, max_bytes)
         return obj["Body"].read(max_bytes + 1)
-    except (BotoCoreError, ClientError) as exc:
+    except ClientError as exc:  # S3's answer (NoSuchKey, AccessDenied): the caller's to know
         raise InputError(f"could not read {uri}: {exc}") from exc
+    except BotoCoreError:  # not reached, timed out...: as for URLs, no port state
+        raise InputError(f"could not read {uri}") from None
 
 
 def fetch_input(
     ref: str,
     max_bytes: int,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    policy: OutboundPolicy,
+    timeout_s: float | None = None,
     s3: S3Config | None = None,
 ) -> bytes:
-    """Bytes behind a caller-supplied reference: an http(s)/s3/data URI or bare base64."""
+    """Bytes behind a caller-supplied reference: an http(s)/s3/data URI or bare base64.
+
+    An http(s) fetch ends by the smaller of `timeout_s` and `policy.deadline_s`.
+    """
     if not isinstance(ref, str) or not ref:
         raise InputError("the input reference must be a non-empty string")
     scheme = urlparse(ref).scheme.lower() if "://" in ref or ref.startswith("data:") else ""
     if scheme in {"http", "https"}:
-        data = _fetch_http(ref, max_bytes, timeout_s)
+        data = _fetch_http(ref, max_bytes, policy, min(timeout_s or policy.deadline_s,
+                                                       policy.deadline_s))
     elif scheme == "s3":
-        data = _fetch_s3(ref, max_bytes, s3)
+        data = _fetch_s3(ref, max_bytes, policy, s3)
     elif scheme == "data":
         header, _, payload = ref.partition(",")
         if ";base64" not in header:
@@ -175,8 +242,6 @@ def resolve_weights(uri: str) -> Path:
         bucket, key = _split_s3(uri)
         s3_client().download_file(bucket, key, str(partial))
     elif parsed.scheme in {"http", "https"}:
-        import httpx
-
         with httpx.stream("GET", uri, timeout=DEFAULT_TIMEOUT_S, follow_redirects=True) as r:
             r.raise_for_status()
             with partial.open("wb") as out:
@@ -218,10 +283,10 @@ def resolve_weights_dir(uri: str) -> Path:
     return target
 
 
-def upload_output(s3: S3Config, key: str, data: bytes, content_type: str,
-                  expires_s: int = 7 * 24 * 3600) -> str:
+def upload_output(s3: S3Config, policy: OutboundPolicy, key: str, data: bytes,
+                  content_type: str, expires_s: int = 7 * 24 * 3600) -> str:
     """Put `data` in the caller's bucket and return a presigned GET URL for it."""
-    client = s3_client(s3)
+    client = _caller_s3_client(s3.bucket_name, f"s3://{s3.bucket_name}/{key}", policy, s3)
     client.put_object(Bucket=s3.bucket_name, Key=key, Body=data, ContentType=content_type)
     return client.generate_presigned_url(
         "get_object", Params={"Bucket": s3.bucket_name, "Key": key}, ExpiresIn=expires_s

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.common.outbound import OutboundPolicy
+
 # Kept here, not in the model modules, so the ingress can read settings without torch.
 Backend = Literal["torchvision", "detectron2"]
 Arch = Literal["deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101"]
@@ -43,8 +45,15 @@ class DentalArgs(BaseModel):
     detector_gpu_memory_fraction: float | None = Field(None, gt=0, le=1)
 
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(50_000_000, ge=4)
+    # Checked from the header before decoding. 16 MP is over 3x a large panoramic
+    # (about 3000 x 1500); the decoded size (pixels x bytes per pixel of the mode) must
+    # also fit an RGB image of this many pixels, so 16-bit grayscale fits at the limit
+    # and RGBA or 32-bit images get fewer pixels (deployments/dental/image.py).
+    max_image_pixels: int = Field(16_000_000, ge=4)
     fetch_timeout_s: float = Field(30.0, gt=0)
+    #: where client-given URLs may lead; serve_app.app.build_app sets it from the app's
+    #: top-level `outbound`
+    outbound: OutboundPolicy = Field(default_factory=OutboundPolicy)
     model_timeout_s: float = Field(300.0, gt=0)
 
     min_score: float = Field(0.5, ge=0, le=1)  # default threshold of the `findings` list

@@ -20,9 +20,11 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
+from deployments.common.batching import call_per_item, raise_if_error
 from deployments.common.device import select_device
 from deployments.common.errors import InputError
 from deployments.common.fetch import S3Config, fetch_input
+from deployments.common.metrics import ModelMetrics
 from deployments.dental import report
 from deployments.dental.config import (
     DEFAULT_ARCH,
@@ -74,6 +76,7 @@ class FindingDetector:
 
         self._model = load_detection_model(weights, select_device(device, gpu_memory_fraction),
                                            model_config)
+        self._metrics = ModelMetrics("FindingDetector")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         unknown = set(user_config) - self._KNOBS
@@ -88,11 +91,14 @@ class FindingDetector:
                                  if k in {"imgsz", "conf", "iou", "max_det"}})
 
     async def detect(self, image: np.ndarray) -> Detections:
-        return await self._detect_batch(image)
+        return raise_if_error(await self._detect_batch(image))
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
-    async def _detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        return await asyncio.to_thread(self._model.predict, images)
+    async def _detect_batch(self, images: list[np.ndarray]) -> list[Detections | Exception]:
+        # Each image gets its own detections or its own error: one image the model fails
+        # on must not fail the requests batched with it.
+        with self._metrics.model_call(len(images)):
+            return await asyncio.to_thread(call_per_item, self._model.predict, images)
 
 
 async def _both(first: DeploymentResponse, second: DeploymentResponse,
@@ -139,7 +145,7 @@ class DentalPipeline:
         s3 = S3Config.from_request(job.get("s3Config"))
 
         data = await asyncio.to_thread(fetch_input, request.image_url, args.max_image_bytes,
-                                       args.fetch_timeout_s, s3)
+                                       args.outbound, args.fetch_timeout_s, s3)
         image, image_format = await asyncio.to_thread(decode_image, data, args.max_image_pixels)
         decoded = time.perf_counter()
 
@@ -158,7 +164,8 @@ class DentalPipeline:
             output.update(report.inline_outputs(csv_text, jpegs))
         else:
             output.update(await asyncio.to_thread(
-                report.upload_outputs, s3, report.job_prefix(args.output_prefix, job_id), data,
+                report.upload_outputs, s3, args.outbound,
+                report.job_prefix(args.output_prefix, job_id), data,
                 image_format, csv_text, jpegs, args.url_expires_s))
         finished = time.perf_counter()
 

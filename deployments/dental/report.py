@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from deployments.common.fetch import S3Config, upload_output
+from deployments.common.outbound import OutboundPolicy
 from deployments.dental.findings import compute_findings, findings_csv
 from deployments.dental.image import SUPPORTED_FORMATS, encode_jpeg
 from deployments.dental.overlay import instance_overlay, semantic_overlay
@@ -79,8 +80,9 @@ def job_prefix(base: str, job_id: str) -> str:
     return f"{base.strip('/')}/{safe}/" if base.strip("/") else f"{safe}/"
 
 
-def upload_outputs(s3: S3Config, prefix: str, input_bytes: bytes, input_format: str,
-                   csv_text: str, jpegs: dict[str, bytes], expires_s: int) -> dict[str, Any]:
+def upload_outputs(s3: S3Config, policy: OutboundPolicy, prefix: str, input_bytes: bytes,
+                   input_format: str, csv_text: str, jpegs: dict[str, bytes],
+                   expires_s: int) -> dict[str, Any]:
     """Put the input image, CSV and overlays under `prefix`; their presigned URLs by role."""
     extension = "jpg" if input_format == "JPEG" else input_format.lower()
     uploads = {
@@ -89,7 +91,8 @@ def upload_outputs(s3: S3Config, prefix: str, input_bytes: bytes, input_format: 
         **{name: (name, data, "image/jpeg") for name, data in jpegs.items()},
     }
     with ThreadPoolExecutor(max_workers=len(uploads)) as pool:
-        futures = {role: pool.submit(upload_output, s3, prefix + key, data, content_type, expires_s)
+        futures = {role: pool.submit(upload_output, s3, policy, prefix + key, data, content_type,
+                                     expires_s)
                    for role, (key, data, content_type) in uploads.items()}
         urls = {role: future.result() for role, future in futures.items()}
     return {

@@ -82,12 +82,18 @@ class GruutBackend:
         lang = self._gruut_code(language)
         results = []
         for text in texts:
-            words = [
-                WordPhones(word=w.text, phones=list(w.phonemes))
-                for sentence in self._sentences(text, lang=lang)
-                for w in sentence
-                if w.is_spoken and w.phonemes
-            ]
+            try:
+                words = [
+                    WordPhones(word=w.text, phones=list(w.phonemes))
+                    for sentence in self._sentences(text, lang=lang)
+                    for w in sentence
+                    if w.is_spoken and w.phonemes
+                ]
+            except ArithmeticError as exc:
+                # gruut spells numbers out with decimal arithmetic: one it cannot spell
+                # ("1e309", 30 digits) is a problem of the text, not of the server.
+                raise InputError("the text holds a number too large for the gruut backend to "
+                                 "spell out: write it in words or use another backend") from exc
             results.append(words)
         return results
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from ray import serve
 
+from deployments.common.batching import call_per_item, raise_if_error
 from deployments.common.device import select_device, visible_gpus
 from deployments.common.errors import InputError, parse_input
+from deployments.common.metrics import ModelMetrics
 from deployments.g2p.backends import EspeakBackend, G2PBackend, GruutBackend, TransformersBackend
 from deployments.g2p.config import G2PArgs
 from deployments.g2p.types import G2PRequest, G2PResult, strip_stress
@@ -52,6 +55,7 @@ class G2P:
         self._args = G2PArgs.model_validate(args or {})
         self._device = select_device(self._args.device, self._args.gpu_memory_fraction)
         self._backends = load_backends(self._args, self._device)
+        self._metrics = ModelMetrics("G2P")
         self._batched.set_max_batch_size(self._args.max_batch_size)
         self._batched.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
 
@@ -81,9 +85,7 @@ class G2P:
         if len(text) > self._args.max_text_chars:
             raise InputError(f"text has {len(text)} characters; the limit is "
                              f"{self._args.max_text_chars}", status_code=413)
-        words = await self._batched(name, language, text)
-        if isinstance(words, InputError):
-            raise words
+        words = raise_if_error(await self._batched(name, language, text))
         if not stress:
             words = strip_stress(words)
         return G2PResult.from_words(language, name, words)
@@ -102,12 +104,12 @@ class G2P:
             groups[key].append(i)
         results: list = [None] * len(texts)
         for (name, language), indices in groups.items():
-            try:
-                words = await asyncio.to_thread(
-                    self._backends[name].phonemize, [texts[i] for i in indices], language)
-            except InputError as exc:
-                # One bad request must not fail the others batched with it.
-                words = [exc] * len(indices)
-            for i, w in zip(indices, words, strict=False):
+            # Each text gets its own words or its own error: one text a backend cannot
+            # read must not fail the others batched with it.
+            phonemize = functools.partial(self._backends[name].phonemize, language=language)
+            with self._metrics.model_call(len(indices)):
+                words = await asyncio.to_thread(call_per_item, phonemize,
+                                                [texts[i] for i in indices])
+            for i, w in zip(indices, words, strict=True):
                 results[i] = w
         return results

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments.common.outbound import OutboundPolicy
 from deployments.pd import processing
 
 DEFAULT_WEIGHTS_URI = "package://deployments.pd/weights/pd_unet1d.pt"
@@ -22,6 +23,9 @@ class PDLimits(BaseModel):
     max_input_bytes: int = Field(64 * 1024 * 1024, ge=1,
                                  description="size of a fetched or base64-decoded file")
     fetch_timeout_s: float = Field(30.0, gt=0)
+    #: where client-given URLs may lead; serve_app.app.build_app sets it from the app's
+    #: top-level `outbound`
+    outbound: OutboundPolicy = Field(default_factory=OutboundPolicy)
     max_plot_rows: int = Field(8, ge=1, description="signals drawn by render_html")
 
 

@@ -19,9 +19,11 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.common.batching import call_per_item, raise_if_error
 from deployments.common.device import select_device
 from deployments.common.errors import InputError
 from deployments.common.fetch import S3Config
+from deployments.common.metrics import ModelMetrics
 from deployments.pd import processing, report
 from deployments.pd.config import DEFAULT_WEIGHTS_URI, PDArgs
 from deployments.pd.inputs import load_signals, parse_input
@@ -60,6 +62,7 @@ class PDSegmenter:
         self.weights_uri = weights_uri
         self.model = PDModel.from_uri(weights_uri, select_device(device, gpu_memory_fraction))
         self._torch_threads = torch.get_num_threads()
+        self._metrics = ModelMetrics("PDSegmenter")
         self.settings = SegmentSettings()
         self.batching = {"max_batch_size": MAX_BATCH_SIZE,
                          "batch_wait_timeout_s": BATCH_WAIT_TIMEOUT_S}
@@ -89,27 +92,33 @@ class PDSegmenter:
         signal = np.asarray(signal, dtype=np.float32)
         windows = processing.split_windows(signal, settings.window_size, settings.overlap)
         logits = await asyncio.gather(*(self._predict(window) for window in windows))
-        return segmentation_from_logits(np.stack(logits), signal.size, settings)
+        return segmentation_from_logits(np.stack([raise_if_error(row) for row in logits]),
+                                        signal.size, settings)
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
-    async def _predict(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+    async def _predict(self, windows: list[np.ndarray]) -> list[np.ndarray | Exception]:
         self._batch_sizes.append(len(windows))
         # Windows cut before and after a window_size change can share a batch: run
         # each length as its own stack.
         by_length: dict[int, list[int]] = collections.defaultdict(list)
         for i, window in enumerate(windows):
             by_length[window.size].append(i)
-        out: list[np.ndarray] = [np.empty(0)] * len(windows)
+        out: list[np.ndarray | Exception] = [np.empty(0)] * len(windows)
         for indices in by_length.values():
-            stack = np.stack([windows[i] for i in indices])
             # On the event loop, not in a worker thread: the loop has nothing better to do
             # meanwhile, and a thread trading the GIL with the loop between torch ops
             # slowed each forward and halved the batches formed (28 windows, now 63, at
             # c=32 in bench/pd_throughput.py). Windows arriving meanwhile join the next batch.
-            logits = self.model.predict_windows(stack)
+            # Each window gets its own logits or its own error: a window that fails fails
+            # only its own request, not the others batched with it.
+            with self._metrics.model_call(len(indices)):
+                logits = call_per_item(self._predict_stack, [windows[i] for i in indices])
             for i, row in zip(indices, logits, strict=True):
                 out[i] = row
         return out
+
+    def _predict_stack(self, windows: list[np.ndarray]) -> np.ndarray:
+        return self.model.predict_windows(np.stack(windows))
 
     async def batch_stats(self, reset: bool = False) -> dict[str, Any]:
         """The window batch sizes formed so far (most recent last); optionally clear them."""

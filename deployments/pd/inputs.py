@@ -3,17 +3,25 @@
 Signals arrive as JSON arrays (one signal, or a list of equal-length signals) or as a
 `.npy` / CSV file given by URL (`https://`, `s3://`, `data:`) or as base64. Sizes are
 checked before anything large is converted: the JSON nesting lengths, the base64
-length, and the `.npy` header's shape (read from the first bytes of the base64, before
-the rest is decoded). Everything the caller got wrong raises `InputError`.
+length, and the `.npy` header's shape and dtype (read from the first bytes of the
+base64, before the rest is decoded). An `.npy` is viewed in place, never copied before
+its size is known; a CSV is parsed value by value and refused as soon as it passes a
+limit, so parsing holds at most the accepted samples (8 bytes each) beside the file.
+Everything the caller got wrong raises `InputError`, whose message never quotes the
+file's content (a URL's body must not come back through an error).
 """
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
+import codecs
 import io
+import itertools
+import math
 import re
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -28,7 +36,12 @@ NPY_MAGIC = b"\x93NUMPY"
 # Bytes read for an .npy header before the whole file is decoded or loaded: numpy pads
 # headers to 64 or 128 bytes, so 768 is ample for any 1-D or 2-D numeric array.
 NPY_HEADER_BYTES = 768
-_CSV_SPLIT = re.compile(r"[,;\s]+")
+# Array kinds accepted in an .npy: signed and unsigned integers, floating point.
+NPY_KINDS = "iuf"
+# A CSV value: the bytes between separators (commas, semicolons, whitespace).
+_CSV_VALUE = re.compile(rb"[^,;\s]+")
+# A non-blank CSV line, from its first value to its end: blank lines are skipped in C.
+_CSV_LINE = re.compile(rb"[^,;\s][^\n]*")
 
 
 class PDInput(BaseModel):
@@ -127,71 +140,138 @@ def signals_from_json(value: object, limits: PDLimits) -> np.ndarray:
     return finish(array, limits)
 
 
-def npy_header(prefix: bytes) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from the start of an `.npy` file, without reading its data."""
+class NpyHeader(NamedTuple):
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int  # where the array's bytes start
+
+
+def npy_header(prefix: bytes) -> NpyHeader:
+    """Shape, dtype and layout from the start of an `.npy` file, without reading its data."""
+    if not prefix.startswith(NPY_MAGIC):
+        raise InputError("not a .npy file: it does not start with the .npy magic bytes")
     stream = io.BytesIO(prefix)
     try:
         version = np.lib.format.read_magic(stream)
         read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                 else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read(stream)
-    except (ValueError, EOFError, SyntaxError) as exc:
-        raise InputError(f"not a readable .npy file: {exc}") from exc
-    return shape, dtype
+        shape, fortran_order, dtype = read(stream)
+    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+        # numpy's message quotes the header: say what is wrong, not what it holds.
+        raise InputError(f"not a readable .npy file: its header is malformed or longer than "
+                         f"{NPY_HEADER_BYTES} bytes") from exc
+    return NpyHeader(shape, dtype, fortran_order, stream.tell())
 
 
-def check_npy_header(prefix: bytes, limits: PDLimits) -> None:
-    """Refuse an `.npy` whose declared shape or dtype is unacceptable."""
-    shape, dtype = npy_header(prefix)
+def check_npy_header(prefix: bytes, limits: PDLimits) -> NpyHeader:
+    """Refuse an `.npy` whose declared dtype or shape is unacceptable, before its data is
+    read: only integers and floats, and no more samples than `limits` allow."""
+    header = npy_header(prefix)
+    shape, dtype = header.shape, header.dtype
     if dtype.hasobject:
         raise InputError(".npy files holding Python objects are not accepted")
+    if dtype.kind not in NPY_KINDS or dtype.fields is not None:
+        raise InputError(f".npy dtype {dtype.str} is not accepted: signals must be real "
+                         "numbers (integers or floating point)")
     if len(shape) == 0 or len(shape) > 2:
         raise InputError(f"signals must be 1-D (one signal) or 2-D (one per row), "
                          f"got {len(shape)}-D with shape {list(shape)}")
     rows, samples = (1, shape[0]) if len(shape) == 1 else shape
     check_shape(rows, samples, limits)
+    return header
 
 
 def signals_from_npy(data: bytes, limits: PDLimits) -> np.ndarray:
-    check_npy_header(data[:NPY_HEADER_BYTES], limits)
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise InputError(f"not a readable .npy file: {exc}") from exc
-    return finish(array, limits)
+    """Signals from `.npy` bytes: the header is checked, then the data is viewed in place."""
+    header = check_npy_header(data[:NPY_HEADER_BYTES], limits)
+    count = math.prod(header.shape)
+    if len(data) - header.data_offset != count * header.dtype.itemsize:
+        raise InputError("the .npy data does not match its header's shape and dtype "
+                         "(the file is truncated or has bytes after the array)")
+    flat = np.frombuffer(data, header.dtype, count, header.data_offset)
+    return finish(flat.reshape(header.shape, order="F" if header.fortran_order else "C"), limits)
 
 
 def signals_from_csv(data: bytes, limits: PDLimits) -> np.ndarray:
     """One signal per line (comma, semicolon, tab or space separated); a header line is
-    skipped. A single column of numbers is read as one signal."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError("CSV input is not UTF-8 text (for .npy give format 'npy')") from exc
-    rows = [_CSV_SPLIT.split(line.strip()) for line in text.splitlines() if line.strip()]
-    if rows and not _is_number(rows[0][0]):
-        rows = rows[1:]
-    if not rows:
+    skipped. A single column of numbers is read as one signal.
+
+    Values are parsed one by one into a float64 buffer, and parsing stops as soon as a
+    row, the row count or the total passes `limits`: memory is the accepted samples.
+    """
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    lines = _CSV_LINE.finditer(data, start)
+    first = next(lines, None)
+    if first is None:
         raise InputError("signals are empty")
-    if len(rows) > 1 and all(len(row) == 1 for row in rows):
-        rows = [[row[0] for row in rows]]
-    widths = [len(row) for row in rows]
-    ragged = next((i for i, n in enumerate(widths) if n != widths[0]), None)
-    if ragged is not None:
-        raise InputError(f"CSV rows must all have the same number of values: the first has "
-                         f"{widths[0]}, data row {ragged + 1} has {widths[ragged]}")
-    check_shape(len(rows), widths[0], limits)
+    head = _CSV_VALUE.match(data, first.start()).group()
+    if not _is_utf8(head):
+        raise InputError("CSV input is not UTF-8 text (for .npy give format 'npy')")
+    if not _is_number(head):
+        first = next(lines, None)  # a header line
+        if first is None:
+            raise InputError("signals are empty")
+    values = array.array("d")
+    width = _read_csv_row(data, first, values, 1, limits.max_samples)
+    if width > limits.max_samples:
+        raise InputError(f"CSV data row 1 has more than {limits.max_samples} values: signals "
+                         f"are limited to {limits.max_samples} samples", 413)
+    rows = 1
+    for line in lines:
+        rows += 1
+        # One column is one signal, its rows the samples; otherwise each row is a signal.
+        if width == 1 and rows > limits.max_samples:
+            raise InputError(f"the CSV column has more than {limits.max_samples} values: "
+                             f"signals are limited to {limits.max_samples} samples", 413)
+        if width > 1 and rows > limits.max_rows:
+            raise InputError(f"the CSV has more than {limits.max_rows} rows: the limit is "
+                             f"{limits.max_rows} signals", 413)
+        if rows * width > limits.max_total_samples:
+            raise InputError(f"the CSV has more than {limits.max_total_samples} values: the "
+                             f"limit is {limits.max_total_samples} samples per request", 413)
+        found = _read_csv_row(data, line, values, rows, width)
+        if found != width:
+            raise InputError(f"CSV rows must all have the same number of values: the first "
+                             f"has {width}, data row {rows} has "
+                             f"{found if found < width else 'more'}")
+    shape = (1, rows) if width == 1 else (rows, width)
+    check_shape(*shape, limits)
+    return finish(np.frombuffer(values, np.float64).reshape(shape), limits)
+
+
+def _read_csv_row(data: bytes, line: re.Match[bytes], values: array.array, row: int,
+                  cap: int) -> int:
+    """Append the numbers of one CSV line to `values`, reading at most `cap` + 1 of them;
+    the count read."""
+    before = len(values)
+    found = itertools.islice(_CSV_VALUE.finditer(data, line.start(), line.end()), cap + 1)
     try:
-        array = np.array(rows, dtype=np.float64)
-    except ValueError as exc:
-        raise InputError(f"CSV values must be numbers: {exc}") from exc
-    return finish(array, limits)
+        values.extend(map(float, map(re.Match.group, found)))
+    except ValueError:
+        # `extend` appended the values before the bad one: its position is the count.
+        column = len(values) - before
+        bad = next(itertools.islice(_CSV_VALUE.finditer(data, line.start(), line.end()),
+                                    column, None)).group()
+        if not _is_utf8(bad):
+            raise InputError("CSV input is not UTF-8 text (for .npy give format 'npy')") from None
+        raise InputError(f"CSV values must be numbers: data row {row}, value {column + 1} is "
+                         "not a number") from None
+    return len(values) - before
 
 
-def _is_number(text: str) -> bool:
+def _is_number(text: bytes) -> bool:
     try:
         float(text)
     except ValueError:
+        return False
+    return True
+
+
+def _is_utf8(text: bytes) -> bool:
+    try:
+        text.decode()
+    except UnicodeDecodeError:
         return False
     return True
 
@@ -225,6 +305,6 @@ def load_signals(request: PDInput, limits: PDLimits, s3: S3Config | None = None)
         ref = request.file_url
         if not re.match(r"^(https?|s3|data):", ref, re.IGNORECASE):
             raise InputError("file_url must be an https://, http://, s3:// or data: URL")
-    data = fetch_input(ref, limits.max_input_bytes, limits.fetch_timeout_s, s3)
+    data = fetch_input(ref, limits.max_input_bytes, limits.outbound, limits.fetch_timeout_s, s3)
     fmt = request.format or ("npy" if data.startswith(NPY_MAGIC) else "csv")
     return signals_from_npy(data, limits) if fmt == "npy" else signals_from_csv(data, limits)

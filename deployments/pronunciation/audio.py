@@ -3,6 +3,10 @@
 Audio longer than `max_duration_s` (at most POWSM's 20 s window) is refused rather
 than windowed: cutting at fixed boundaries splits words and phones, and a
 pronunciation exercise is a sentence, not a lecture.
+
+The header's sample rate, channels and length are checked before decoding, and at
+most one frame past the limit is ever decoded, so a compressed file that declares no
+length (or a false one) still decodes to at most duration x rate x channels samples.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deployments.common.errors import InputError
+from deployments.pronunciation.config import MAX_CHANNELS, MAX_SAMPLE_RATE
 
 SAMPLE_RATE = 16_000
 #: below this the phone recognizers have too little bandwidth to be meaningful
@@ -24,6 +29,10 @@ CLIP_FRACTION = 0.001
 SILENCE_DBFS = -50.0
 #: 30 ms frames louder than this (dBFS) count as speech for the "too little speech" check
 SPEECH_FRAME_DBFS = -40.0
+#: MP3 headers give an estimated length: refuse one by its declared length only past this
+MP3_LENGTH_MARGIN = 1.05
+#: libsndfile's frame count when a stream does not declare its length
+UNKNOWN_FRAMES = 2**63 - 1
 
 
 @dataclass
@@ -39,7 +48,9 @@ class DecodedAudio:
         return len(self.samples) / SAMPLE_RATE
 
 
-def decode_audio(data: bytes, max_duration_s: float, min_duration_s: float = 1.0) -> DecodedAudio:
+def decode_audio(data: bytes, max_duration_s: float, min_duration_s: float = 1.0, *,
+                 max_channels: int = MAX_CHANNELS,
+                 max_sample_rate: int = MAX_SAMPLE_RATE) -> DecodedAudio:
     """Decode WAV/FLAC/OGG/MP3 bytes to 16 kHz mono float32, or raise InputError saying why."""
     import soundfile as sf
     import soxr
@@ -49,25 +60,23 @@ def decode_audio(data: bytes, max_duration_s: float, min_duration_s: float = 1.0
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, channels, fmt = f.samplerate, f.channels, f.format
-            # Check the declared length before decoding so a huge file is not decoded
-            # only to be refused (MP3 lengths are estimates; re-checked below).
-            if f.frames > 0 and f.frames / rate > max_duration_s * 1.05:
-                raise _too_long(f.frames / rate, max_duration_s)
-            samples = f.read(dtype="float32", always_2d=True)
+            check_header(rate, channels, max_channels, max_sample_rate)
+            limit = int(max_duration_s * rate)
+            margin = MP3_LENGTH_MARGIN if fmt == "MP3" else 1.0
+            if f.frames != UNKNOWN_FRAMES and f.frames > limit * margin:
+                raise _too_long(max_duration_s, f.frames / rate)
+            # One frame past the limit tells a too-long stream without decoding the rest.
+            samples = f.read(limit + 1, dtype="float32", always_2d=True)
     except InputError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise InputError(f"the audio could not be decoded as WAV, FLAC, OGG or MP3: {exc}") from exc
-    if rate < MIN_SOURCE_RATE:
-        raise InputError(f"the audio's sample rate is {rate} Hz; at least {MIN_SOURCE_RATE} Hz "
-                         "is needed")
     if samples.size == 0:
         raise InputError("the audio holds no samples")
+    if samples.shape[0] > limit:
+        raise _too_long(max_duration_s)
     if not np.isfinite(samples).all():
         raise InputError("the audio holds NaN or infinite samples")
-    duration = samples.shape[0] / rate
-    if duration > max_duration_s:
-        raise _too_long(duration, max_duration_s)
     warnings = quality_warnings(samples, rate, min_duration_s)
     mono = samples.mean(axis=1)
     if rate != SAMPLE_RATE:
@@ -76,8 +85,23 @@ def decode_audio(data: bytes, max_duration_s: float, min_duration_s: float = 1.0
                         warnings)
 
 
-def _too_long(duration: float, limit: float) -> InputError:
-    return InputError(f"the audio lasts {duration:.1f} s; the limit is {limit:g} s "
+def check_header(rate: int, channels: int, max_channels: int, max_sample_rate: int) -> None:
+    """Refuse, from the header, a sample rate or channel count outside the limits."""
+    if rate < MIN_SOURCE_RATE:
+        raise InputError(f"the audio's sample rate is {rate} Hz; at least {MIN_SOURCE_RATE} Hz "
+                         "is needed")
+    if rate > max_sample_rate:
+        raise InputError(f"the audio's sample rate is {rate} Hz, more than the limit of "
+                         f"{max_sample_rate} Hz", status_code=413)
+    if channels > max_channels:
+        raise InputError(f"the audio has {channels} channels, more than the limit of "
+                         f"{max_channels}", status_code=413)
+
+
+def _too_long(limit: float, duration: float | None = None) -> InputError:
+    """The refusal of audio over `limit` seconds; `duration` when the header declares it."""
+    lasts = f"{duration:.1f} s" if duration is not None else f"over {limit:g} s"
+    return InputError(f"the audio lasts {lasts}; the limit is {limit:g} s "
                       "(split longer recordings into sentences)", status_code=413)
 
 

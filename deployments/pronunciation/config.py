@@ -6,8 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from deployments.common.outbound import OutboundPolicy
+
 #: POWSM is trained on 20 s windows; longer audio is refused (see audio.py for why)
 POWSM_WINDOW_S = 20.0
+#: mono or stereo recordings; more channels are refused from the header
+MAX_CHANNELS = 2
+#: the highest source sample rate accepted (studio rates; speech needs 16 kHz)
+MAX_SAMPLE_RATE = 96_000
 
 
 class RecognizerArgs(BaseModel):
@@ -26,9 +32,16 @@ class AssessmentArgs(BaseModel):
     g2p_backend: str | None = None
     max_audio_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_duration_s: float = Field(POWSM_WINDOW_S, gt=0, le=POWSM_WINDOW_S)
+    #: with max_duration_s, bound the decoded audio (frames x channels x 4 bytes, about
+    #: 15 MiB by default); all three are checked from the header before decoding
+    max_channels: int = Field(MAX_CHANNELS, ge=1)
+    max_sample_rate: int = Field(MAX_SAMPLE_RATE, ge=1)
     #: shorter audio is assessed but gets a `too_short` warning
     warn_min_duration_s: float = Field(1.0, ge=0)
     fetch_timeout_s: float = Field(30.0, gt=0)
+    #: where client-given URLs may lead; serve_app.app.build_app sets it from the app's
+    #: top-level `outbound`
+    outbound: OutboundPolicy = Field(default_factory=OutboundPolicy)
     #: limit on each model call (handle calls have no timeout of their own)
     call_timeout_s: float = Field(120.0, gt=0)
     #: weight of the GOP confidence against "was it recognized" in phone credit

@@ -159,8 +159,10 @@ class AssessmentPipeline:
     def _load_audio(self, request: AssessmentRequest, s3: S3Config | None) -> DecodedAudio:
         args = self._args
         data = fetch_input(request.audio_url or request.audio or "", args.max_audio_bytes,
-                           args.fetch_timeout_s, s3)
-        return decode_audio(data, args.max_duration_s, args.warn_min_duration_s)
+                           args.outbound, args.fetch_timeout_s, s3)
+        return decode_audio(data, args.max_duration_s, args.warn_min_duration_s,
+                            max_channels=args.max_channels,
+                            max_sample_rate=args.max_sample_rate)
 
 
 def build_pronunciation_app(g2p: Application,

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from deployments.common.errors import InputError
 from deployments.pronunciation.types import (
     AlignedPhone,
     AlignedWord,
@@ -209,7 +210,7 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
                          for w in words) if w.phones]
     ref = [_RefPhone(phone, index) for index, word in enumerate(words) for phone in word.phones]
     if not ref:
-        raise ValueError("the reference has no phones")
+        raise InputError("the reference text has no words to pronounce")
     hyp: list[RecognizedPhone] = [
         RecognizedPhone(phone=n, start=p.start, end=p.end)
         for p in recognition.phones if (n := normalize_phone(p.phone))

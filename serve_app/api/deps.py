@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from deployments.common.outbound import OutboundPolicy
 from serve_app.api.errors import BadRequest, PayloadTooLarge, Unauthorized
 from serve_app.api.keys import Caller, KeyRing
 from serve_app.api.ratelimit import RateLimiter
@@ -25,6 +28,8 @@ class Runtime:
     settings: JobSettings
     keys: KeyRing
     limiter: RateLimiter
+    #: checks webhook URLs when a job is submitted
+    outbound: OutboundPolicy
 
 
 _runtime: Runtime | None = None
@@ -64,8 +69,17 @@ def caller(route_class: str) -> Any:
     return Depends(identify)
 
 
+#: JSON bodies nest at most this deep (json.loads recurses once per level: a few thousand
+#: levels end in RecursionError) and hold integers of at most this many digits (Python
+#: refuses to convert more than 4,300, and no endpoint takes numbers anywhere near this)
+MAX_JSON_DEPTH = 64
+MAX_JSON_INT_DIGITS = 100
+
+
 async def read_json(request: Request, limit_bytes: int) -> Any:
-    """The body parsed as JSON, refused with 413 as soon as it passes `limit_bytes`."""
+    """The body parsed as JSON, refused with 413 as soon as it passes `limit_bytes` and
+    with 400 when it is not strict UTF-8 JSON, nests deeper than MAX_JSON_DEPTH, holds a
+    longer integer than MAX_JSON_INT_DIGITS or a string no UTF-8 answer could carry."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of "
@@ -77,7 +91,42 @@ async def read_json(request: Request, limit_bytes: int) -> Any:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
     if not body.strip():
         return None
+    if _json_depth_over(body, MAX_JSON_DEPTH):
+        raise BadRequest(f"request body nests arrays and objects more than {MAX_JSON_DEPTH} "
+                         "levels deep")
     try:
-        return json.loads(body)
+        # Strict UTF-8, as RFC 8259 asks (json.loads would let surrogates through).
+        text = body.decode()
+        parsed = json.loads(text, parse_int=_bounded_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        try:  # a pair decodes to one character; an unpaired one cannot be encoded again
+            json.dumps(parsed, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise BadRequest("request body holds an unpaired UTF-16 surrogate escape "
+                             f"(\\u{ord(exc.object[exc.start]):x})") from exc
+    return parsed
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: opening brackets step one level in, closing ones out (as signed bytes)
+_DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[{]}")))
+
+
+def _json_depth_over(body: bytes | bytearray, limit: int) -> bool:
+    """Whether `body` nests arrays and objects deeper than `limit`, counted before parsing
+    (brackets inside strings do not count): time linear in the body, memory at most its size."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # most bodies: too few brackets to nest that deep
+    steps = _JSON_STRING.sub(b"", body).translate(_DEPTH_STEPS, _NOT_BRACKETS)
+    return max(itertools.accumulate(memoryview(steps).cast("b")), default=0) > limit
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise BadRequest(f"request body holds an integer of {len(digits.lstrip('-'))} digits; "
+                         f"at most {MAX_JSON_INT_DIGITS} are accepted")
+    return int(digits)

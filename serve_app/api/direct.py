@@ -68,7 +68,12 @@ async def direct(route: str, request: Request, runtime: RuntimeDep, _: Direct) -
     return await _answer(endpoint, endpoint.caller.call(await _job(request, runtime)))
 
 
-@router.post("/{route}/html", response_class=HTMLResponse,
+#: the page is HTML, but its errors are JSON like every other route's
+JSON_ERRORS = {c: {"description": "the problem, in `error`", "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for c in (400, 401, 404, 413, 429, 504)}
+
+
+@router.post("/{route}/html", response_class=HTMLResponse, responses=JSON_ERRORS,
              summary="The endpoint's result as an HTML page with plots")
 async def html(route: str, request: Request, runtime: RuntimeDep, _: Direct) -> HTMLResponse:
     endpoint = _endpoint(runtime, route, "html")

@@ -16,6 +16,7 @@ from serve_app.jobs.errors import (
     UnknownEndpoint,
     UnknownJob,
     WorkerLost,
+    logged_internal_error,
 )
 
 logger = logging.getLogger("ray.serve")
@@ -105,6 +106,6 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_type, _fixed_status(status))
 
     @app.exception_handler(Exception)
-    async def _other(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
-        return _json(500, f"internal error: {exc.__class__.__name__}: {exc}")
+    async def _other(request: Request, exc: Exception) -> JSONResponse:
+        return _json(500, logged_internal_error(
+            f"unhandled error in {request.method} {request.url.path}", exc))

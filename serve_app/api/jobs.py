@@ -8,6 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
+from deployments.common.errors import InputError
+from deployments.common.outbound import OutboundPolicy, check_url_async
 from serve_app.api.deps import Runtime, RuntimeDep, caller, read_json
 from serve_app.api.errors import BadRequest
 from serve_app.api.keys import Caller
@@ -72,6 +74,15 @@ def parse_submission(body: Any, settings: JobSettings, owner: str | None) -> Sub
     )
 
 
+async def check_webhook(submission: Submission, policy: OutboundPolicy) -> None:
+    """Refuse a webhook the outbound policy would not deliver to (delivery checks again)."""
+    if submission.webhook:
+        try:
+            await check_url_async(submission.webhook, policy)
+        except InputError as exc:
+            raise BadRequest(f"webhook {exc}") from None
+
+
 def clamp_wait(wait: int | None, default: int, low: int, high: int) -> int:
     return default if wait is None else max(low, min(high, wait))
 
@@ -83,6 +94,7 @@ async def run(endpoint_id: str, request: Request, runtime: RuntimeDep,
     settings = runtime.settings
     body = await read_json(request, settings.run_body_limit_bytes)
     submission = parse_submission(body, settings, who.key_id)
+    await check_webhook(submission, runtime.outbound)
     job = await runtime.service.submit(endpoint_id, submission, sync=False)
     return {"id": job.id, "status": job.status.value}
 
@@ -95,6 +107,7 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
     settings = runtime.settings
     body = await read_json(request, settings.runsync_body_limit_bytes)
     submission = parse_submission(body, settings, who.key_id)
+    await check_webhook(submission, runtime.outbound)
     job = await runtime.service.submit(endpoint_id, submission, sync=True)
     wait_ms = clamp_wait(wait, settings.runsync_wait_default_ms, settings.runsync_wait_min_ms,
                          settings.runsync_wait_max_ms)

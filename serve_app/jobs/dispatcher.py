@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from serve_app.jobs.endpoints import Endpoint, job_payload
-from serve_app.jobs.errors import JobFailed, WorkerLost
+from serve_app.jobs.errors import JobFailed, WorkerLost, logged_internal_error
 from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Clock, Job, JobStatus, now_ms
 from serve_app.jobs.settings import JobSettings
@@ -273,7 +273,9 @@ class Dispatcher:
         except JobFailed as exc:
             return Outcome(JobStatus.FAILED, error=str(exc))
         except Exception as exc:
-            return Outcome(JobStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}")
+            # Not the caller's to read (a bug here, or a caller that did not translate)
+            return Outcome(JobStatus.FAILED, error=logged_internal_error(
+                f"job {run.job.id} failed unexpectedly", exc))
 
     async def _consume_events(self, endpoint: Endpoint, run: Run,
                               payload: dict[str, Any]) -> Outcome:

@@ -4,6 +4,11 @@ worker) translate its failures into `JobFailed` or `WorkerLost`."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
+logger = logging.getLogger("ray.serve")
+
 
 class QueueFull(Exception):
     """The endpoint's queue holds its maximum number of jobs."""
@@ -34,3 +39,12 @@ class JobFailed(Exception):
 class WorkerLost(Exception):
     """The infrastructure lost the run (a worker process or node died, the backend was
     unavailable or redeployed): the job goes back to the queue, counting an attempt."""
+
+
+def logged_internal_error(what: str, exc: BaseException, label: str = "internal error") -> str:
+    """Log `exc` with its traceback under a new reference and return the message a caller
+    gets instead: `<label> (reference <id>)`. Tracebacks, Ray's error classes and the
+    internal addresses they name stay in the log."""
+    reference = uuid.uuid4().hex[:12]
+    logger.error("%s (reference %s)", what, reference, exc_info=exc)
+    return f"{label} (reference {reference})"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dental_helpers import DENTAL_APP, DENTAL_PREFIX, S3Server, png_bytes
+from dental_helpers import DENTAL_APP, DENTAL_PREFIX, SERVER_BUCKET, S3Server, png_bytes
 
 from deployments.dental.synthetic import synthetic_radiograph
 
@@ -53,7 +53,11 @@ def dental_base(serve_port: int,
 
     store = tmp_path_factory.mktemp("dental-jobs") / "jobs.sqlite3"
     args = {"jobs": {"store_url": f"sqlite:///{store}", "poll_interval_s": 0.1},
-            "endpoints": {"dental-pano": {"route": "dental"}}}
+            "endpoints": {"dental-pano": {"route": "dental"}},
+            # the file and S3 servers are local; one bucket is read with the server's
+            # own credentials
+            "outbound": {"allow_networks": ["127.0.0.1/32"],
+                         "server_s3_buckets": [SERVER_BUCKET]}}
     serve.run(build_app(args), name=DENTAL_APP, route_prefix=DENTAL_PREFIX)
     yield f"http://127.0.0.1:{serve_port}{DENTAL_PREFIX}"
     serve.delete(DENTAL_APP)

@@ -43,3 +43,5 @@ class S3Server:
 #: the application of the HTTP tests (conftest.py `dental_base`): its Serve name and prefix
 DENTAL_APP = "dental-http"
 DENTAL_PREFIX = "/dentalapp"
+#: the bucket that app reads with the server's own credentials (outbound.server_s3_buckets)
+SERVER_BUCKET = "dental-server-own"

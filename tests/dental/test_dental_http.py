@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 import pytest
 import runpod
-from dental_helpers import DENTAL_APP, S3Server, jpeg_bytes, png_bytes
+from dental_helpers import DENTAL_APP, SERVER_BUCKET, S3Server, jpeg_bytes, png_bytes
 
 from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
 from deployments.dental.synthetic import synthetic_radiograph
@@ -289,14 +289,19 @@ def test_s3_in_and_out_through_the_sdk(s3: S3Server, bucket: str,
 
 
 def test_s3_input_through_the_default_chain(client: httpx.Client, s3_server: str, s3: S3Server,
-                                            bucket: str) -> None:
+                                            bucket: str, radiograph_png: bytes) -> None:
     """No s3Config: the replica reads s3:// with boto3's default chain (Ray starts after
-    the S3 test server, so the replicas inherit its AWS_* variables)."""
-    r = client.post("/dental", json={"image_url": f"s3://{bucket}/scans/pan-0001.png"})
+    the S3 test server, so the replicas inherit its AWS_* variables), from the buckets in
+    outbound.server_s3_buckets only."""
+    s3.client().create_bucket(Bucket=SERVER_BUCKET)
+    s3.client().put_object(Bucket=SERVER_BUCKET, Key="scans/pan-0001.png", Body=radiograph_png)
+    r = client.post("/dental", json={"image_url": f"s3://{SERVER_BUCKET}/scans/pan-0001.png"})
     assert r.status_code == 200, r.text
     check_csv(r.json()["csv_data"], file_name="pan-0001")  # inline: no s3Config for output
-    r = client.post("/dental", json={"image_url": f"s3://{bucket}/scans/absent.png"})
+    r = client.post("/dental", json={"image_url": f"s3://{SERVER_BUCKET}/scans/absent.png"})
     assert r.status_code == 400 and "could not read" in r.json()["error"], r.text
+    r = client.post("/dental", json={"image_url": f"s3://{bucket}/scans/pan-0001.png"})
+    assert r.status_code == 400 and "outbound.server_s3_buckets" in r.json()["error"], r.text
 
 
 # ---------------------------------------------------------------- bad input
@@ -481,4 +486,24 @@ def test_a_50_mb_chunked_body_is_refused(client: httpx.Client, radiograph_data_u
     del body
     assert r.status_code == 413, r.text[:300]
     assert r.json()["error"] == f"request body exceeds the limit of {LIMITS[path]} bytes"
+    assert_still_serving(client, radiograph_data_uri)
+
+
+def test_a_16_bit_7000x7000_png_of_100_kb_is_refused_from_its_header(
+        client: httpx.Client, radiograph_data_uri: str) -> None:
+    """It passed the old 50 MP check and took +1.1 GB to decode; now the pixel limit
+    (16 MP) refuses it from the header, and the pipeline replica does not grow."""
+    from bench.input_memory import png_16bit
+
+    data = png_16bit(7000, 7000)
+    assert len(data) < 150_000
+    body = {"image_url": "data:image/png;base64," + base64.b64encode(data).decode()}
+    with PeakRss(pipeline=replica_process("DentalPipeline")) as rss:
+        r = client.post("/dental", json=body)
+    assert r.status_code == 413, r.text[:300]
+    assert "7000x7000 pixels, more than the limit of 16000000 pixels" in r.json()["error"]
+    # under 3x max_image_bytes (25 MiB); decoding it would show +98 MB or more
+    assert rss.growth_mb()["pipeline"] < 75, rss.growth_mb()
+    job = client.post(f"/v2/{ENDPOINT}/runsync", json={"input": body}).json()
+    assert job["status"] == "FAILED" and "more than the limit of 16000000" in job["error"]
     assert_still_serving(client, radiograph_data_uri)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from deployments.common.errors import InputError
 from deployments.common.fetch import fetch_input
+from deployments.common.outbound import OutboundPolicy
 from deployments.dental.image import decode_image, image_stem
 from deployments.dental.synthetic import synthetic_radiograph
 
@@ -95,14 +96,14 @@ def test_too_many_pixels_is_refused_from_the_header() -> None:
 def test_data_uri_and_bare_base64_inputs(radiograph_png: bytes) -> None:
     encoded = base64.b64encode(radiograph_png).decode()
     for ref in ("data:image/png;base64," + encoded, encoded):
-        image, _ = decode_image(fetch_input(ref, max_bytes=1 << 20), MAX_PIXELS)
+        image, _ = decode_image(fetch_input(ref, 1 << 20, OutboundPolicy()), MAX_PIXELS)
         assert image.shape == (256, 512, 3)
 
 
 def test_too_large_input_is_refused(radiograph_png: bytes) -> None:
     encoded = base64.b64encode(radiograph_png).decode()
     with pytest.raises(InputError, match="larger than the limit") as info:
-        fetch_input(encoded, max_bytes=1000)
+        fetch_input(encoded, 1000, OutboundPolicy())
     assert info.value.status_code == 413
 
 
@@ -110,10 +111,11 @@ def test_unreachable_url_is_an_input_error() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    loopback = OutboundPolicy(allow_networks=["127.0.0.1/32"])
     with pytest.raises(InputError, match="could not fetch"):
-        fetch_input(f"http://127.0.0.1:{port}/pan.png", max_bytes=1 << 20, timeout_s=2)
+        fetch_input(f"http://127.0.0.1:{port}/pan.png", 1 << 20, loopback, timeout_s=2)
     with pytest.raises(InputError, match="unsupported URL scheme"):
-        fetch_input("ftp://example.org/pan.png", max_bytes=1 << 20)
+        fetch_input("ftp://example.org/pan.png", 1 << 20, loopback)
 
 
 def test_file_name_comes_from_the_url_or_the_fallback() -> None:

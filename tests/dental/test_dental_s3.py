@@ -12,6 +12,7 @@ from dental_helpers import S3Server
 from deployments.common import fetch
 from deployments.common.errors import InputError
 from deployments.common.fetch import S3Config, fetch_input
+from deployments.common.outbound import OutboundPolicy
 from deployments.dental.detection import load_detection_model
 from deployments.dental.report import job_prefix, upload_outputs
 
@@ -32,22 +33,27 @@ def default_chain(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
+#: the test S3 server listens on loopback
+LOCAL = OutboundPolicy(allow_networks=["127.0.0.1/32"])
+
+
 def test_s3_input_with_the_jobs_s3_config(s3: S3Server, bucket: str,
                                           radiograph_png: bytes) -> None:
     s3.client().put_object(Bucket=bucket, Key="in/pan.png", Body=radiograph_png)
     config = S3Config.from_request(s3.s3_config(bucket))
-    assert fetch_input(f"s3://{bucket}/in/pan.png", max_bytes=1 << 20, s3=config) == radiograph_png
+    assert fetch_input(f"s3://{bucket}/in/pan.png", 1 << 20, LOCAL, s3=config) == radiograph_png
     with pytest.raises(InputError, match="larger than the limit"):
-        fetch_input(f"s3://{bucket}/in/pan.png", max_bytes=100, s3=config)
+        fetch_input(f"s3://{bucket}/in/pan.png", 100, LOCAL, s3=config)
     with pytest.raises(InputError, match="could not read"):
-        fetch_input(f"s3://{bucket}/in/absent.png", max_bytes=1 << 20, s3=config)
+        fetch_input(f"s3://{bucket}/in/absent.png", 1 << 20, LOCAL, s3=config)
 
 
 @pytest.mark.usefixtures("default_chain")
 def test_s3_input_with_the_default_credential_chain(s3: S3Server, bucket: str,
                                                     radiograph_png: bytes) -> None:
     s3.client().put_object(Bucket=bucket, Key="pan.png", Body=radiograph_png)
-    assert fetch_input(f"s3://{bucket}/pan.png", max_bytes=1 << 20) == radiograph_png
+    server_may = OutboundPolicy(server_s3_buckets=[bucket])
+    assert fetch_input(f"s3://{bucket}/pan.png", 1 << 20, server_may) == radiograph_png
 
 
 def test_outputs_are_uploaded_and_readable_at_their_urls(s3: S3Server, bucket: str,
@@ -56,7 +62,8 @@ def test_outputs_are_uploaded_and_readable_at_their_urls(s3: S3Server, bucket: s
     prefix = job_prefix("dental-pano", "job/42")
     assert prefix == "dental-pano/job_42/"
     jpegs = {"semantic-segmentation.jpg": b"\xff\xd8 fake jpeg"}
-    urls = upload_outputs(config, prefix, radiograph_png, "PNG", "file_name,fdi\n", jpegs, 600)
+    urls = upload_outputs(config, LOCAL, prefix, radiograph_png, "PNG", "file_name,fdi\n", jpegs,
+                          600)
     expected = {
         urls["input_image_url"]: (radiograph_png, "image/png"),
         urls["csv_url"]: (b"file_name,fdi\n", "text/csv"),

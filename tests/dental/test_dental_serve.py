@@ -16,6 +16,7 @@ import pytest
 from dental_helpers import S3Server
 
 from deployments.common.errors import InputError
+from deployments.common.outbound import OutboundPolicy
 from deployments.dental.config import DentalArgs
 from deployments.dental.deployment import build_dental_app
 from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
@@ -28,8 +29,10 @@ def dental(serve_port: int) -> Iterator[Any]:
     from ray import serve
 
     name = f"dental-test-{uuid.uuid4().hex[:8]}"
-    # A batch window long enough that concurrent jobs share a detector batch.
-    args = DentalArgs(batch_wait_timeout_s=0.05, max_batch_size=4)
+    # A batch window long enough that concurrent jobs share a detector batch; the S3
+    # server is local.
+    args = DentalArgs(batch_wait_timeout_s=0.05, max_batch_size=4,
+                      outbound=OutboundPolicy(allow_networks=["127.0.0.1/32"]))
     handle = serve.run(build_dental_app(args), name=name, route_prefix=f"/{name}")
     yield handle
     serve.delete(name)

@@ -24,7 +24,8 @@ def pd_base(serve_port: int,
 
     store = tmp_path_factory.mktemp("pd-jobs") / "jobs.sqlite3"
     args = {"jobs": {"store_url": f"sqlite:///{store}", "poll_interval_s": 0.1},
-            "endpoints": {"pd-segmentation": {"route": "pd", "html": True, "healthz": True}}}
+            "endpoints": {"pd-segmentation": {"route": "pd", "html": True, "healthz": True}},
+            "outbound": {"allow_networks": ["127.0.0.1/32"]}}  # the S3 server is local
     serve.run(build_app(args), name=PD_APP, route_prefix=PD_PREFIX)
     yield f"http://127.0.0.1:{serve_port}{PD_PREFIX}"
     serve.delete(PD_APP)

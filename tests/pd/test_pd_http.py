@@ -285,7 +285,7 @@ def test_s3_file_through_the_jobs_s3_config(sdk: None, s3_server: str, data: Syn
                         "s3Config": nowhere})
     job.output(timeout=TIMEOUT_S)
     assert job.status() == "FAILED"
-    assert "Could not connect to the endpoint URL" in job._fetch_job()["error"]
+    assert job._fetch_job()["error"] == f"could not read s3://{bucket}/in/signals.npy"
 
 
 # ---------------------------------------------------------------- bad signals
@@ -332,7 +332,7 @@ BAD_SIGNALS: list[tuple[str, Any, int, str]] = [
     ("csv-ragged", {"file_base64": b64(b"1,2,3\n4,5\n"), "format": "csv"}, 400,
      "CSV rows must all have the same number of values"),
     ("csv-words", {"file_base64": b64(b"1," * 20 + b"x\n"), "format": "csv"}, 400,
-     "CSV values must be numbers: could not convert string to float: 'x'"),
+     "CSV values must be numbers: data row 1, value 21 is not a number"),
     ("file-url-scheme", {"file_url": "ftp://host/x.npy"}, 400,
      "file_url must be an https://, http://, s3:// or data: URL"),
     ("too-many-rows", {"signals": [[0.0] * 16] * 513}, 413,
@@ -458,3 +458,42 @@ def test_an_oversize_npy_is_refused_by_its_header(client: httpx.Client, case: st
     job = client.post(f"{JOBS}/runsync", json={"input": body}).json()
     assert job["status"] == "FAILED" and words in job["error"], job
     assert_still_serving(client)
+
+
+# ---------------------------------------------------------------- decoders: declared sizes
+
+
+def test_an_npy_header_declaring_unicode_strings_is_a_400(client: httpx.Client) -> None:
+    """A 100-byte .npy header declaring dtype <U100000 was a 500 (numpy allocated the
+    declared 298 GiB array before reading the data)."""
+    from bench.input_memory import npy_header_only
+
+    body = {"file_base64": b64(npy_header_only("<U100000", (800_000,), 100))}
+    for data in (body, {**body, "format": "npy"}):
+        r = client.post("/pd", json=data)
+        assert r.status_code == 400, r.text[:300]
+        assert ".npy dtype <U100000 is not accepted: signals must be real numbers" in (
+            r.json()["error"])
+    job = client.post(f"{JOBS}/runsync", json={"input": body}).json()
+    assert job["status"] == "FAILED" and "<U100000 is not accepted" in job["error"], job
+    assert_still_serving(client)
+
+
+def test_an_oversize_csv_is_refused_while_it_is_parsed(client: httpx.Client) -> None:
+    """A 12 MB one-row CSV (2 million values): refused once the row passes max_samples,
+    not after the whole file is split into strings (+1.7 GB for 64 MB before)."""
+    data = b"0.125," * 2_000_000 + b"0.125\n"
+    r = client.post("/pd", json={"file_base64": b64(data), "format": "csv"})
+    assert r.status_code == 413, r.text[:300]
+    assert "CSV data row 1 has more than 800000 values" in r.json()["error"]
+    assert_still_serving(client)
+
+
+def test_a_csv_parse_error_does_not_quote_the_content(client: httpx.Client) -> None:
+    """A fetched page that is not numbers comes back as where and what, not as text."""
+    page = b"1,2,3\n4,5,<title>internal admin secret-token-42</title>\n"
+    r = client.post("/pd", json={"file_base64": b64(page)})
+    assert r.status_code == 400, r.text[:300]
+    error = r.json()["error"]
+    assert "data row 2, value 3 is not a number" in error
+    assert "secret" not in error and "title" not in error

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deployments.common.errors import InputError
+from deployments.common.outbound import OutboundPolicy
 from deployments.pd import inputs
 from deployments.pd.config import PDLimits
 from deployments.pd.inputs import load_signals, parse_input
@@ -88,10 +89,14 @@ def http_server() -> Iterator[str]:
 
 
 def test_npy_by_url(http_server: str) -> None:
-    np.testing.assert_array_equal(load({"file_url": f"{http_server}/signals.npy"})[0],
+    loopback = LIMITS.model_copy(update={"outbound": OutboundPolicy(
+        allow_networks=["127.0.0.1/32"])})
+    np.testing.assert_array_equal(load({"file_url": f"{http_server}/signals.npy"}, loopback)[0],
                                   np.arange(64.0))
     with pytest.raises(InputError, match="HTTP 404"):
-        load({"file_url": f"{http_server}/missing.npy"})
+        load({"file_url": f"{http_server}/missing.npy"}, loopback)
+    with pytest.raises(InputError, match="127.0.0.1 is a loopback address"):
+        load({"file_url": f"{http_server}/signals.npy"})  # the default policy
 
 
 # Unhappy paths.

@@ -27,7 +27,8 @@ def assess_base(serve_port: int,
             "endpoints": {"pronunciation-assessment": {"route": "assess"}},
             # gruut only: the canonical phones the family's tests are written against,
             # and one G2P backend less to load
-            "g2p": {"default_backend": "gruut", "backends": ["gruut"]}}
+            "g2p": {"default_backend": "gruut", "backends": ["gruut"]},
+            "outbound": {"allow_networks": ["127.0.0.1/32"]}}  # the S3 server is local
     serve.run(build_app(args), name=ASSESS_APP, route_prefix=ASSESS_PREFIX)
     yield f"http://127.0.0.1:{serve_port}{ASSESS_PREFIX}"
     serve.delete(ASSESS_APP)

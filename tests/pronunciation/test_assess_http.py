@@ -291,3 +291,16 @@ def test_still_serving_after_bad_input(client: httpx.Client, fox_direct: dict[st
     health = client.get(f"{JOBS}/health").json()
     assert health["jobs"]["inQueue"] == health["jobs"]["inProgress"] == 0, health
     assert health["workers"]["running"] == 0, health
+
+
+def test_a_text_g2p_cannot_read_fails_only_its_own_assessment(client: httpx.Client) -> None:
+    """Assessments share the G2P's batches: one with "1e309" in its text failed the others
+    batched with it; now it alone is a 400."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [FOX, f"{FOX} 1e309", FOX]
+    with ThreadPoolExecutor(len(texts)) as pool:
+        answers = list(pool.map(
+            lambda text: client.post("/assess", json=assessment("fox", text)), texts))
+    assert [r.status_code for r in answers] == [200, 400, 200], [r.text[:200] for r in answers]
+    assert "a number too large for the gruut backend" in answers[1].json()["error"]

@@ -98,7 +98,8 @@ def test_nan_samples() -> None:
 
 def test_base64_round_trip_through_fetch() -> None:
     from deployments.common.fetch import fetch_input
+    from deployments.common.outbound import OutboundPolicy
 
     wav = encode(tone(), 44_100, "WAV")
-    data = fetch_input(base64.b64encode(wav).decode(), max_bytes=10**6)
+    data = fetch_input(base64.b64encode(wav).decode(), 10**6, OutboundPolicy())
     assert decode_audio(data, 20).duration_s == pytest.approx(1.5, abs=0.01)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deployments.common.errors import InputError
 from deployments.pronunciation.scoring import (
     align,
     normalize_phone,
@@ -106,5 +107,5 @@ def test_gop_confidence_drives_word_score_and_times() -> None:
 
 
 def test_empty_reference_is_refused() -> None:
-    with pytest.raises(ValueError, match="no phones"):
+    with pytest.raises(InputError, match="no words to pronounce"):  # the caller's, a 4xx
         score([CanonicalWord(word=",", phones=["|"])], rec(["a"]))

@@ -35,6 +35,8 @@ def app_args(store: Path, **jobs: Any) -> dict[str, Any]:
                  "rate_limits": {"purge_queue": 1000}, "policy": {"ttl_min_ms": 1000},
                  **jobs},
         "endpoints": {"ipa-generation": {"route": "ipa"}},
+        # the webhook receivers are local servers
+        "outbound": {"allow_networks": ["127.0.0.1/32"]},
         "handlers": {
             "demo": {"handler": MARKED},
             "serial": {"handler": MARKED, "endpoint": {"max_concurrency": 1, "max_queue": 5}},

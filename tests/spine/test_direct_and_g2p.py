@@ -40,3 +40,22 @@ def test_job_output_equals_the_direct_output(client: httpx.Client) -> None:
 def test_endpoints_lists_routes(client: httpx.Client) -> None:
     assert_described(client, "ipa-generation", "/ipa")
     assert_described(client, "demo", None)
+
+
+def test_a_text_gruut_cannot_read_fails_alone_in_its_batch(client: httpx.Client) -> None:
+    """"1e309" (gruut's number spelling raises decimal.InvalidOperation) failed every
+    request batched with it; now it alone gets a 400 naming the problem."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = ["hello world", "speech and text", "1e309", "good morning", "thank you",
+             "one two three"]
+    with ThreadPoolExecutor(len(texts)) as pool:
+        for _ in range(3):  # concurrent rounds: the G2P batches texts that arrive together
+            answers = list(pool.map(lambda t: client.post("/ipa", json={"text": t}), texts))
+            for text, r in zip(texts, answers, strict=True):
+                if text == "1e309":
+                    assert r.status_code == 400, r.text
+                    assert "a number too large for the gruut backend" in r.json()["error"]
+                else:
+                    assert r.status_code == 200, (text, r.text)
+                    assert r.json()["words"], text

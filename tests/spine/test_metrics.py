@@ -3,13 +3,16 @@ own `ray_serve_*` metrics are, labelled by endpoint."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import METRICS_PORT
 
+REPO = Path(__file__).resolve().parents[2]
 SCRAPE_WITHIN_S = 90  # Ray exports every few seconds; replicas report on their own clock
 
 
@@ -57,3 +60,27 @@ def test_jobs_are_counted_and_timed_by_endpoint(client: httpx.Client) -> None:
         (n, dict(ls).get("endpoint")) for n, ls in now}
     # and Serve's own metrics are on the same port
     assert any(n.startswith("ray_serve_") for n, _ in now)
+
+
+def test_model_calls_are_counted_and_the_dashboard_charts_metrics_that_exist(
+        client: httpx.Client) -> None:
+    before = value(scrape(), "ray_rsp_model_batch_size_count", deployment="G2P")
+    for _ in range(3):
+        assert client.post("/ipa", json={"text": "metrics"}).status_code == 200
+    deadline = time.monotonic() + SCRAPE_WITHIN_S
+    while value(now := scrape(), "ray_rsp_model_batch_size_count", deployment="G2P") < before + 1:
+        assert time.monotonic() < deadline, "no G2P batch was exported"
+        time.sleep(2)
+    assert value(now, "ray_rsp_model_inference_ms_count", deployment="G2P") >= 1
+    # Ray exports a counter once it first counts: ours are checked against the code that
+    # defines them, Serve's against the scrape.
+    dashboard = (REPO / "docs" / "monitoring" / "grafana-dashboard.json").read_text()
+    defined = {f"ray_{n}" for module in ("serve_app/metrics.py", "deployments/common/metrics.py")
+               for n in re.findall(r'"(rsp_[a-z_]+)"', (REPO / module).read_text())}
+    exported = {base(n) for n, _ in now} | defined
+    charted = {base(n) for n in re.findall(r"ray_(?:rsp|serve)_[a-z_]+", dashboard)}
+    assert charted <= exported, f"charted but neither defined nor exported: {charted - exported}"
+
+
+def base(metric: str) -> str:
+    return re.sub(r"_(bucket|count|sum|total)$", "", metric)

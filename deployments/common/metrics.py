@@ -1,0 +1,32 @@
+"""Batch sizes and inference time of a model deployment, as Ray metrics (exported on each
+node's metrics port with Serve's own, prefixed `ray_`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ray.util.metrics import Histogram
+
+BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+MS_BOUNDARIES = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000]
+
+
+class ModelMetrics:
+    def __init__(self, deployment: str) -> None:
+        self._tags = {"deployment": deployment}
+        self._batch = Histogram("rsp_model_batch_size", "Requests per model call",
+                                BATCH_BOUNDARIES, tag_keys=("deployment",))
+        self._inference = Histogram("rsp_model_inference_ms", "Time of one model call",
+                                    MS_BOUNDARIES, tag_keys=("deployment",))
+
+    @contextmanager
+    def model_call(self, batch_size: int) -> Iterator[None]:
+        """Time the call inside the block and count its batch size."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._inference.observe((time.perf_counter() - start) * 1000, tags=self._tags)
+            self._batch.observe(batch_size, tags=self._tags)
