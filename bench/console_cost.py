@@ -21,7 +21,6 @@ import asyncio
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,25 +108,14 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from bench.facade_overhead import start_app
     from bench.fair_load import compete_fairly
-    from serve_app.app import build_app
-    from tests.conftest import free_port
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    store = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-    # One client makes all the load: the per-caller limits are raised out of its way.
-    limits = {c: 10**7 for c in ("run", "runsync", "status", "direct", "other")}
-    serve.run(build_app({"jobs": {"store_url": f"sqlite:///{store}", "rate_limits": limits},
-                         "endpoints": {"ipa-generation": {"route": "ipa",
-                                                          "max_concurrency": CONCURRENCY}},
-                         "handlers": {"demo": {"handler": "deployments.handlers.demo_worker"}}}),
-              name="bench", route_prefix="/")
+    base = start_app({"handlers": {"demo": {"handler": "deployments.handlers.demo_worker"}}})
     compete_fairly()  # Chromium, started after this, inherits the priority too
     print(f"proxy: {'HAProxy' if opts.haproxy else 'default'}; cores: {os.cpu_count()}; "
           f"{opts.rounds} rounds of {opts.requests} requests per mode")
-    asyncio.run(bench(f"http://127.0.0.1:{port}", chromium, opts.rounds, opts.requests))
+    asyncio.run(bench(base, chromium, opts.rounds, opts.requests))
     serve.shutdown()
     ray.shutdown()
 

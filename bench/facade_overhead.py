@@ -164,6 +164,30 @@ async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[object]], ba
     return statistics.median(latencies) * 1000, p99 * 1000, total / wall, cpu / total * 1000
 
 
+def start_app(extra_args: dict) -> str:
+    """Ray, Serve on a free port and the G2P endpoint (plus `extra_args`) with a fresh
+    SQLite store; the base URL."""
+    import ray
+    from ray import serve
+
+    from serve_app.app import build_app
+    from tests.conftest import free_port
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    store = Path(tempfile.mkdtemp()) / "bench.sqlite3"
+    # The limiter stays on (its cost is part of the facade's); the limits are raised
+    # because the load generator is one caller.
+    limits = {c: 10**7 for c in ("run", "runsync", "status", "direct", "other")}
+    serve.run(build_app({"jobs": {"store_url": f"sqlite:///{store}", "rate_limits": limits},
+                         "endpoints": {"ipa-generation": {"route": "ipa",
+                                                          "max_concurrency": 32}},
+                         **extra_args}),
+              name="bench", route_prefix="/")
+    return f"http://127.0.0.1:{port}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--haproxy", action="store_true",
@@ -180,21 +204,8 @@ def main() -> None:
     from ray import serve
 
     from bench.fair_load import compete_fairly
-    from serve_app.app import build_app
-    from tests.conftest import free_port
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    store = Path(tempfile.mkdtemp()) / "bench.sqlite3"
-    # The limiter stays on (its cost is part of the facade's); the limits are raised
-    # because the load generator is one caller.
-    limits = {c: 10**7 for c in ("run", "runsync", "status", "direct", "other")}
-    serve.run(build_app({"jobs": {"store_url": f"sqlite:///{store}", "rate_limits": limits},
-                         "endpoints": {"ipa-generation": {"route": "ipa",
-                                                          "max_concurrency": 32}}}),
-              name="bench", route_prefix="/")
-    base = f"http://127.0.0.1:{port}"
+    base = start_app({})
     compete_fairly()  # after Ray's own processes have started at normal priority
     print(f"proxy: {'HAProxy' if opts.haproxy else 'default'}; cores: {os.cpu_count()}")
     print(f"{'mode':<22}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}{'p50/(a)':>9}"
