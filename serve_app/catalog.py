@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,3 +65,10 @@ HANDLER = Family("handler", None, None, dict)
 
 def family_of(endpoint_id: str) -> Family:
     return MODEL_FAMILIES.get(endpoint_id, HANDLER)
+
+
+@cache
+def description(endpoint_id: str) -> dict[str, Any]:
+    """The endpoint's `describe()`, built once per process (the schemas do not change);
+    callers must not modify it."""
+    return family_of(endpoint_id).describe()

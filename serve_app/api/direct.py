@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from serve_app.api.deps import Runtime, RuntimeDep, caller, read_json
 from serve_app.api.errors import ApiError, BadRequest
 from serve_app.api.schemas import ErrorBody
-from serve_app.catalog import family_of
+from serve_app.catalog import description
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.errors import UnknownEndpoint
 
@@ -35,7 +35,7 @@ T = TypeVar("T")
             "a working example input, and which fields take file contents")
 async def endpoints(runtime: RuntimeDep, _: Other) -> dict[str, Any]:
     return {name: {"route": f"/{e.spec.route}" if e.spec.route else None,
-                   "jobs": f"/v2/{name}/run", **family_of(name).describe()}
+                   "jobs": f"/v2/{name}/run", **description(name)}
             for name, e in runtime.endpoints.items()}
 
 

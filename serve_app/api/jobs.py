@@ -83,6 +83,15 @@ async def check_webhook(submission: Submission, policy: OutboundPolicy) -> None:
             raise BadRequest(f"webhook {exc}") from None
 
 
+async def read_submission(request: Request, runtime: Runtime, who: Caller,
+                          limit_bytes: int) -> Submission:
+    """The body of `/run` or `/runsync`, validated, its webhook checked, owned by `who`."""
+    body = await read_json(request, limit_bytes)
+    submission = parse_submission(body, runtime.settings, who.key_id)
+    await check_webhook(submission, runtime.outbound)
+    return submission
+
+
 def clamp_wait(wait: int | None, default: int, low: int, high: int) -> int:
     return default if wait is None else max(low, min(high, wait))
 
@@ -91,10 +100,8 @@ def clamp_wait(wait: int | None, default: int, low: int, high: int) -> int:
              summary="Queue a job")
 async def run(endpoint_id: str, request: Request, runtime: RuntimeDep,
               who: Annotated[Caller, caller("run")]) -> dict[str, Any]:
-    settings = runtime.settings
-    body = await read_json(request, settings.run_body_limit_bytes)
-    submission = parse_submission(body, settings, who.key_id)
-    await check_webhook(submission, runtime.outbound)
+    submission = await read_submission(request, runtime, who,
+                                       runtime.settings.run_body_limit_bytes)
     job = await runtime.service.submit(endpoint_id, submission, sync=False)
     return {"id": job.id, "status": job.status.value}
 
@@ -105,9 +112,8 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
                   who: Annotated[Caller, caller("runsync")],
                   wait: WaitMs = None) -> dict[str, Any]:
     settings = runtime.settings
-    body = await read_json(request, settings.runsync_body_limit_bytes)
-    submission = parse_submission(body, settings, who.key_id)
-    await check_webhook(submission, runtime.outbound)
+    submission = await read_submission(request, runtime, who,
+                                       settings.runsync_body_limit_bytes)
     job = await runtime.service.submit(endpoint_id, submission, sync=True)
     wait_ms = clamp_wait(wait, settings.runsync_wait_default_ms, settings.runsync_wait_min_ms,
                          settings.runsync_wait_max_ms)
