@@ -28,7 +28,8 @@ import ray
 import soundfile as sf
 from ray import serve
 
-from deployments.g2p.deployment import G2P
+from deployments.g2p.config import G2PArgs
+from deployments.g2p.deployment import build_g2p_app
 from deployments.pronunciation.config import AssessmentArgs
 from deployments.pronunciation.deployment import build_pronunciation_app
 
@@ -85,8 +86,9 @@ def main() -> None:
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     args = AssessmentArgs()
-    pipeline = serve.run(build_pronunciation_app(G2P.bind({"backends": ["gruut"]}), args),
-                         name=APP, route_prefix=f"/{APP}")
+    g2p_app = build_g2p_app(G2PArgs(backends=["gruut"]))
+    pipeline = serve.run(build_pronunciation_app(args, g2p_app), name=APP,
+                         route_prefix=f"/{APP}")
     g2p = serve.get_deployment_handle("G2P", APP)
     recognizer = serve.get_deployment_handle("PhoneRecognizer", APP)
     audio, _ = sf.read(AUDIO, dtype="float32")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ray.serve import Application
 
 from deployments.dental.deployment import build_dental_app
-from deployments.g2p.deployment import G2P
+from deployments.g2p.deployment import build_g2p_app
 from deployments.pd.deployment import build_pd_app
 from deployments.pronunciation.deployment import build_pronunciation_app
+from serve_app.catalog import family_of
 from serve_app.ingress import Ingress
 from serve_app.runpod_worker import RunpodHandler
 from serve_app.settings import AppArgs, load_args
@@ -17,20 +19,17 @@ from serve_app.settings import AppArgs, load_args
 
 def build_app(raw_args: dict[str, Any] | AppArgs | None = None) -> Application:
     args = with_outbound(load_args(raw_args))
-    wanted = set(args.endpoints)
-    models: dict[str, Application] = {}
-    g2p = G2P.bind(args.g2p)  # one G2P deployment serves both endpoints that need it
-    if "ipa-generation" in wanted:
-        models["ipa-generation"] = g2p
-    if "pronunciation-assessment" in wanted:
+    g2p = build_g2p_app(args.g2p)  # one G2P deployment serves both endpoints that need it
+    by_family: dict[str, Callable[[], Application]] = {
+        "g2p": lambda: g2p,
         # G2P of the reference and phone recognition of the audio run concurrently -> scorer
-        models["pronunciation-assessment"] = build_pronunciation_app(g2p, args.pronunciation)
-    if "dental-pano" in wanted:
+        "pronunciation": lambda: build_pronunciation_app(args.pronunciation, g2p),
         # decode once, segmentation and detection concurrently, then findings
-        models["dental-pano"] = build_dental_app(args.dental)
-    if "pd-segmentation" in wanted:
+        "dental": lambda: build_dental_app(args.dental),
         # signals -> windows batched across requests in the UNet1D segmenter -> regions
-        models["pd-segmentation"] = build_pd_app(args.pd)
+        "pd": lambda: build_pd_app(args.pd),
+    }
+    models = {endpoint: by_family[family_of(endpoint).name]() for endpoint in args.endpoints}
     handlers = {
         name: RunpodHandler.options(name=f"handler-{name}",
                                     ray_actor_options={"num_cpus": spec.num_cpus})

@@ -16,7 +16,7 @@ from ray import exceptions as ray_errors
 from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
 
-from deployments.common.errors import InputError
+from deployments.common.errors import cause_chain, input_error_in
 from serve_app.jobs.errors import JobFailed, WorkerLost, logged_internal_error
 
 T = TypeVar("T")
@@ -40,23 +40,13 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def root_cause(exc: BaseException) -> BaseException:
-    """The exception under Ray's task-error wrappers (a pipeline's call to a model that
-    died arrives as a task error of the pipeline whose cause is the actor's death)."""
-    while isinstance(exc, ray_errors.RayTaskError) and isinstance(exc.cause, BaseException) \
-            and exc.cause is not exc:
-        exc = exc.cause
-    return exc
-
-
 def translate(exc: Exception) -> NoReturn:
     """Raise what the job layer understands for an exception from a handle call."""
-    cause = root_cause(exc)
-    if isinstance(cause, INFRASTRUCTURE_ERRORS):
+    if any(isinstance(e, INFRASTRUCTURE_ERRORS) for e in cause_chain(exc)):
         raise WorkerLost(logged_internal_error("the worker of a request was lost", exc,
                                                label="worker lost")) from exc
-    if isinstance(cause, InputError):
-        raise JobFailed(str(cause), cause.status_code) from None
+    if (error := input_error_in(exc)) is not None:
+        raise JobFailed(str(error), error.kind.value) from None
     raise JobFailed(logged_internal_error("a request failed in its deployment", exc)) from exc
 
 

@@ -15,6 +15,7 @@ from deployments.dental.config import DentalArgs
 from deployments.g2p.config import G2PArgs
 from deployments.pd.config import PDArgs
 from deployments.pronunciation.config import AssessmentArgs
+from serve_app.catalog import MODEL_FAMILIES
 from serve_app.jobs.settings import EndpointSpec, JobSettings
 
 
@@ -47,19 +48,14 @@ class AppArgs(BaseModel):
     @field_validator("endpoints")
     @classmethod
     def _known_endpoints(cls, value: dict[str, EndpointSpec]) -> dict[str, EndpointSpec]:
-        unknown = set(value) - set(MODEL_ENDPOINTS)
+        unknown = set(value) - set(MODEL_FAMILIES)
         if unknown:
             raise ValueError(f"unknown model endpoints {sorted(unknown)}; "
-                             f"known: {sorted(MODEL_ENDPOINTS)}")
+                             f"known: {sorted(MODEL_FAMILIES)}")
         return value
 
     def all_endpoints(self) -> dict[str, EndpointSpec]:
         return {**self.endpoints, **{k: h.endpoint for k, h in self.handlers.items()}}
-
-
-#: model endpoint ids this application knows how to build
-MODEL_ENDPOINTS = ("ipa-generation", "pronunciation-assessment", "dental-pano",
-                   "pd-segmentation")
 
 
 def load_args(raw: dict[str, Any] | AppArgs | None) -> AppArgs:

@@ -13,7 +13,7 @@ import pytest
 from ray import exceptions as ray_errors
 from ray.serve.exceptions import DeploymentUnavailableError
 
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, TooLarge, Unsupported
 from serve_app.callers import translate
 from serve_app.jobs.errors import JobFailed, WorkerLost
 
@@ -67,10 +67,15 @@ def test_a_lost_worker_names_no_ray_class_or_address(serve_log: pytest.LogCaptur
     assert "ActorDiedError" in serve_log.text
 
 
-def test_input_errors_fail_with_their_status() -> None:
+@pytest.mark.parametrize("error", [InputError("no image_url"), TooLarge("image is 7000x7000"),
+                                   Unsupported("unsupported image format GIF")])
+def test_input_errors_fail_with_their_kind(error: InputError) -> None:
     with pytest.raises(JobFailed) as info:
-        translate(wrapped(InputError("image is 7000x7000", status_code=413)))
-    assert str(info.value) == "image is 7000x7000" and info.value.status_code == 413
+        translate(wrapped(error))
+    assert str(info.value) == str(error) and info.value.input_kind == error.kind.value
+    with pytest.raises(JobFailed) as info:  # a pipeline's call to a model: wrapped twice
+        translate(wrapped(wrapped(error)))
+    assert str(info.value) == str(error) and info.value.input_kind == error.kind.value
 
 
 @pytest.mark.parametrize("exc", [
@@ -85,4 +90,4 @@ def test_other_errors_fail_the_job_with_a_reference(
     with pytest.raises(JobFailed) as info:
         translate(exc)
     assert_reference_only(str(info.value), serve_log, "internal error")
-    assert info.value.status_code is None
+    assert info.value.input_kind is None

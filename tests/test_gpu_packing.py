@@ -23,6 +23,7 @@ def gpu_deployments() -> tuple[dict, dict]:
 def test_four_quarter_gpu_replicas_pack_onto_one_gpu(serve_port: int) -> None:
     from ray import serve
 
+    from deployments.g2p.config import G2PArgs
     from deployments.g2p.deployment import G2P
 
     args, deployments = gpu_deployments()
@@ -32,7 +33,7 @@ def test_four_quarter_gpu_replicas_pack_onto_one_gpu(serve_port: int) -> None:
     assert share == 0.25
     options = {"num_cpus": 0.25, "num_gpus": share}
     app = G2P.options(name="G2PPacked", num_replicas=4, ray_actor_options=options).bind(
-        args["g2p"])
+        G2PArgs.model_validate(args["g2p"]))
     handle = serve.run(app, name="gpu-packing", route_prefix=None)
     try:
         async def describe_all() -> list[dict]:

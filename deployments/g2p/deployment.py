@@ -8,10 +8,16 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from ray import serve
+from ray.serve import Application
 
-from deployments.common.batching import call_per_item, raise_if_error
+from deployments.common.batching import (
+    BATCH_KNOBS,
+    apply_batch_knobs,
+    call_per_item,
+    raise_if_error,
+)
 from deployments.common.device import select_device, visible_gpus
-from deployments.common.errors import InputError, parse_input
+from deployments.common.errors import InputError, TooLarge, parse_input
 from deployments.common.metrics import ModelMetrics
 from deployments.g2p.backends import EspeakBackend, G2PBackend, GruutBackend, TransformersBackend
 from deployments.g2p.config import G2PArgs
@@ -51,19 +57,27 @@ def load_backends(args: G2PArgs, device: torch.device | None = None) -> dict[str
 class G2P:
     """Text to IPA. Concurrent calls are batched and grouped by backend and language."""
 
-    def __init__(self, args: G2PArgs | dict | None = None) -> None:
-        self._args = G2PArgs.model_validate(args or {})
-        self._device = select_device(self._args.device, self._args.gpu_memory_fraction)
-        self._backends = load_backends(self._args, self._device)
+    def __init__(self, args: G2PArgs) -> None:
+        self._args = args
+        self._device = select_device(args.device, args.gpu_memory_fraction)
+        self._backends = load_backends(args, self._device)
         self._metrics = ModelMetrics("G2P")
-        self._batched.set_max_batch_size(self._args.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(self._args.batch_wait_timeout_s)
 
     def reconfigure(self, user_config: dict) -> None:
-        if "max_batch_size" in user_config:
-            self._batched.set_max_batch_size(int(user_config["max_batch_size"]))
-        if "batch_wait_timeout_s" in user_config:
-            self._batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        """user_config keys: max_batch_size, batch_wait_timeout_s (no restart)."""
+        if unknown := set(user_config) - BATCH_KNOBS:
+            raise ValueError(f"unknown G2P user_config keys {sorted(unknown)}; "
+                             f"known: {sorted(BATCH_KNOBS)}")
+        apply_batch_knobs(self._batched, user_config)
+
+    def check_health(self) -> None:
+        """Serve's periodic probe: every backend still turns a word into phones (on a GPU
+        backend, a tiny forward on its device). Raising marks the replica unhealthy, and
+        Serve replaces it."""
+        for name, backend in self._backends.items():
+            language = "en-us" if "en-us" in backend.languages() else min(backend.languages())
+            if not backend.phonemize(["a"], language=language)[0]:
+                raise RuntimeError(f"the {name} G2P backend returned nothing for a probe word")
 
     async def describe(self) -> dict:
         """Backends, their languages and where this replica runs (for operators)."""
@@ -83,8 +97,8 @@ class G2P:
         if not text.strip():
             raise InputError("text is empty")
         if len(text) > self._args.max_text_chars:
-            raise InputError(f"text has {len(text)} characters; the limit is "
-                             f"{self._args.max_text_chars}", status_code=413)
+            raise TooLarge(f"text has {len(text)} characters; the limit is "
+                           f"{self._args.max_text_chars}")
         words = raise_if_error(await self._batched(name, language, text))
         if not stress:
             words = strip_stress(words)
@@ -97,7 +111,8 @@ class G2P:
                                       request.stress)
         return result.model_dump()
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    # Knobs from the user_config (`reconfigure`); build_g2p_app sets them from G2PArgs.
+    @serve.batch
     async def _batched(self, names: list[str], languages: list[str], texts: list[str]) -> list:
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for i, key in enumerate(zip(names, languages, strict=False)):
@@ -113,3 +128,10 @@ class G2P:
             for i, w in zip(indices, words, strict=True):
                 results[i] = w
         return results
+
+
+def build_g2p_app(args: G2PArgs) -> Application:
+    """The G2P graph: one deployment, its batch knobs from `args` as its user_config."""
+    return G2P.options(user_config={"max_batch_size": args.max_batch_size,
+                                    "batch_wait_timeout_s": args.batch_wait_timeout_s}
+                       ).bind(args)

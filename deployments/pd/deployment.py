@@ -19,32 +19,36 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.common.batching import call_per_item, raise_if_error
+from deployments.common.batching import (
+    BATCH_KNOBS,
+    apply_batch_knobs,
+    call_per_item,
+    raise_if_error,
+)
 from deployments.common.device import select_device
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, parse_input
 from deployments.common.fetch import S3Config
 from deployments.common.metrics import ModelMetrics
 from deployments.pd import processing, report
 from deployments.pd.config import DEFAULT_WEIGHTS_URI, PDArgs
-from deployments.pd.inputs import load_signals, parse_input
+from deployments.pd.inputs import PDInput, load_signals
 from deployments.pd.processing import Segmentation, SegmentSettings, segmentation_from_logits
 
 # Batch sizes kept for `batch_stats` (tests and the benchmark read them).
 BATCH_HISTORY = 10_000
 HEALTH_TIMEOUT_S = 10.0
-# `@serve.batch` defaults until `reconfigure` sets others.
+# `@serve.batch` defaults until `reconfigure` sets others (build_pd_app sets PDArgs').
 MAX_BATCH_SIZE = 64
 BATCH_WAIT_TIMEOUT_S = 0.005
-# `segment` calls one segmenter replica takes at once. PDPipeline makes one call per signal
-# (up to PDLimits.max_rows per job, 64 jobs at once), and calls past this limit wait in
-# Serve's router, which retries with backoff of up to 0.5 s while the replica idles: at
-# 128, 32 concurrent 8-signal jobs ran at a third of the model's speed. A waiting call
-# costs a coroutine; memory is bounded upstream by the pipeline's jobs and PDLimits.
-MAX_ONGOING_SEGMENTS = 4096
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.25},
-                  max_ongoing_requests=MAX_ONGOING_SEGMENTS)
+#: the user_config keys of segmentation itself
+SEGMENT_KNOBS = frozenset({"threshold", "window_size", "overlap"})
+# `segment` calls one segmenter replica takes at once, in jobs of the most signals a job
+# may carry (PDLimits.max_rows): PDPipeline makes one call per signal, and calls past the
+# limit wait in Serve's router, which retries with backoff of up to 0.5 s while the
+# replica idles (at 128, 32 concurrent 8-signal jobs ran at a third of the model's speed).
+# A waiting call costs a coroutine; memory is bounded upstream by PDLimits.
+FULL_JOBS_AT_ONCE = 8
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class PDSegmenter:
     """UNet1D segmentation of preprocessed signals, windows batched across requests.
 
@@ -64,27 +68,29 @@ class PDSegmenter:
         self._torch_threads = torch.get_num_threads()
         self._metrics = ModelMetrics("PDSegmenter")
         self.settings = SegmentSettings()
-        self.batching = {"max_batch_size": MAX_BATCH_SIZE,
-                         "batch_wait_timeout_s": BATCH_WAIT_TIMEOUT_S}
+        self.batching = apply_batch_knobs(self._predict, {})
         self._batch_sizes: collections.deque[int] = collections.deque(maxlen=BATCH_HISTORY)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        unknown = set(user_config) - {"threshold", "window_size", "overlap",
-                                      "max_batch_size", "batch_wait_timeout_s"}
+        unknown = set(user_config) - SEGMENT_KNOBS - BATCH_KNOBS
         if unknown:
             raise ValueError(f"unknown PDSegmenter user_config keys: {sorted(unknown)}")
-        changes = {k: user_config[k] for k in ("threshold", "window_size", "overlap")
-                   if k in user_config}
         # Built whole and validated before it replaces the old one: a bad value leaves
         # the running settings in place.
-        settings = dataclasses.replace(self.settings, **changes)
-        if "max_batch_size" in user_config:
-            self._predict.set_max_batch_size(int(user_config["max_batch_size"]))
-            self.batching["max_batch_size"] = int(user_config["max_batch_size"])
-        if "batch_wait_timeout_s" in user_config:
-            self._predict.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
-            self.batching["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
+        settings = dataclasses.replace(
+            self.settings, **{k: user_config[k] for k in SEGMENT_KNOBS & set(user_config)})
+        self.batching = apply_batch_knobs(self._predict, user_config)
         self.settings = settings
+
+    def check_health(self) -> None:
+        """Serve's periodic probe: the model answers a forward of one zero window on its
+        device (about a millisecond on a CPU). Raising marks the replica unhealthy, and
+        Serve replaces it."""
+        logits = self.model.predict_windows(
+            np.zeros((1, self.settings.window_size), dtype=np.float32))
+        if logits.shape != (1, self.settings.window_size) or not np.isfinite(logits).all():
+            raise RuntimeError(f"the PD model answered a probe window with shape "
+                               f"{logits.shape} or non-finite logits")
 
     async def segment(self, signal: np.ndarray) -> Segmentation:
         """PD probabilities and regions of one preprocessed 1-D signal."""
@@ -147,10 +153,9 @@ class _Analysis:
 class PDPipeline:
     """The `pd-segmentation` endpoint: RunPod-shaped job in, the original's report out."""
 
-    def __init__(self, segmenter: DeploymentHandle,
-                 args: PDArgs | dict[str, Any] | None = None) -> None:
+    def __init__(self, segmenter: DeploymentHandle, args: PDArgs) -> None:
         self.segmenter = segmenter
-        self.args = PDArgs.model_validate(args or {})
+        self.args = args
         self.preprocess_params = processing.PreprocessParams(
             chunk_rows=self.args.chunk_rows, min_peak=self.args.min_peak)
 
@@ -171,7 +176,7 @@ class PDPipeline:
     async def _analyse(self, job: dict[str, Any]) -> _Analysis:
         if not isinstance(job, dict):
             raise InputError("the job must be a JSON object with an input")
-        request = parse_input(job.get("input"))
+        request = parse_input(PDInput, job.get("input"))
         s3 = S3Config.from_request(job.get("s3Config"))
         signals = await asyncio.to_thread(load_signals, request, self.args.limits, s3)
         processed, keep = await asyncio.to_thread(processing.preprocess, signals,
@@ -187,12 +192,10 @@ class PDPipeline:
                          processed, list(segmentations))
 
 
-def build_pd_app(args: PDArgs | dict[str, Any]) -> serve.Application:
-    """The PD graph: PDPipeline -> PDSegmenter, bound from one PDArgs.
-
-    Also usable as a Serve `import_path` builder, which passes `args` as a plain dict.
-    """
-    args = PDArgs.model_validate(args)
-    segmenter = PDSegmenter.options(user_config=args.segmenter_user_config()).bind(
-        args.weights_uri, args.device, args.gpu_memory_fraction)
-    return PDPipeline.bind(segmenter, args.model_dump())
+def build_pd_app(args: PDArgs) -> serve.Application:
+    """The PD graph: PDPipeline -> PDSegmenter, bound from one PDArgs."""
+    segmenter = PDSegmenter.options(
+        user_config=args.segmenter_user_config(),
+        max_ongoing_requests=FULL_JOBS_AT_ONCE * args.limits.max_rows,
+    ).bind(args.weights_uri, args.device, args.gpu_memory_fraction)
+    return PDPipeline.bind(segmenter, args)

@@ -24,9 +24,9 @@ import re
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, TooLarge
 from deployments.common.fetch import S3Config, fetch_input
 from deployments.pd.config import PDLimits
 
@@ -64,31 +64,18 @@ class PDInput(BaseModel):
         return self
 
 
-def parse_input(raw: object) -> PDInput:
-    """Validate `job["input"]`, turning pydantic's errors into one readable InputError."""
-    if not isinstance(raw, dict):
-        raise InputError("input must be a JSON object")
-    try:
-        return PDInput.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"invalid input: {problems}") from exc
-
-
 def check_shape(rows: int, samples: int, limits: PDLimits) -> None:
     """Refuse shapes over the limits; called before the data is converted."""
     if rows == 0 or samples == 0:
         raise InputError("signals are empty")
     if rows > limits.max_rows:
-        raise InputError(f"{rows} signals is more than the limit of {limits.max_rows}", 413)
+        raise TooLarge(f"{rows} signals is more than the limit of {limits.max_rows}")
     if samples > limits.max_samples:
-        raise InputError(
-            f"signals of {samples} samples are longer than the limit of {limits.max_samples}",
-            413)
+        raise TooLarge(
+            f"signals of {samples} samples are longer than the limit of {limits.max_samples}")
     if rows * samples > limits.max_total_samples:
-        raise InputError(f"{rows} x {samples} samples is more than the limit of "
-                         f"{limits.max_total_samples} samples per request", 413)
+        raise TooLarge(f"{rows} x {samples} samples is more than the limit of "
+                       f"{limits.max_total_samples} samples per request")
     if samples < MIN_SAMPLES:
         raise InputError(f"signals need at least {MIN_SAMPLES} samples, got {samples}")
 
@@ -215,21 +202,21 @@ def signals_from_csv(data: bytes, limits: PDLimits) -> np.ndarray:
     values = array.array("d")
     width = _read_csv_row(data, first, values, 1, limits.max_samples)
     if width > limits.max_samples:
-        raise InputError(f"CSV data row 1 has more than {limits.max_samples} values: signals "
-                         f"are limited to {limits.max_samples} samples", 413)
+        raise TooLarge(f"CSV data row 1 has more than {limits.max_samples} values: signals "
+                       f"are limited to {limits.max_samples} samples")
     rows = 1
     for line in lines:
         rows += 1
         # One column is one signal, its rows the samples; otherwise each row is a signal.
         if width == 1 and rows > limits.max_samples:
-            raise InputError(f"the CSV column has more than {limits.max_samples} values: "
-                             f"signals are limited to {limits.max_samples} samples", 413)
+            raise TooLarge(f"the CSV column has more than {limits.max_samples} values: "
+                           f"signals are limited to {limits.max_samples} samples")
         if width > 1 and rows > limits.max_rows:
-            raise InputError(f"the CSV has more than {limits.max_rows} rows: the limit is "
-                             f"{limits.max_rows} signals", 413)
+            raise TooLarge(f"the CSV has more than {limits.max_rows} rows: the limit is "
+                           f"{limits.max_rows} signals")
         if rows * width > limits.max_total_samples:
-            raise InputError(f"the CSV has more than {limits.max_total_samples} values: the "
-                             f"limit is {limits.max_total_samples} samples per request", 413)
+            raise TooLarge(f"the CSV has more than {limits.max_total_samples} values: the "
+                           f"limit is {limits.max_total_samples} samples per request")
         found = _read_csv_row(data, line, values, rows, width)
         if found != width:
             raise InputError(f"CSV rows must all have the same number of values: the first "

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments.common.errors import ErrorKind, describe_validation
 from serve_app.jobs.errors import (
     JobFailed,
     NotRetryable,
@@ -74,12 +75,12 @@ def _fixed_status(status: int):  # noqa: ANN202 - a Starlette exception handler
     return handler
 
 
-def describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{where or 'body'}: {err.get('msg')}")
-    return "invalid request: " + "; ".join(parts)
+#: the answer to a synchronous call whose input a model refused, by what is wrong with it
+STATUS_BY_INPUT_KIND: dict[str, int] = {
+    ErrorKind.BAD_INPUT.value: 400,
+    ErrorKind.TOO_LARGE.value: 413,
+    ErrorKind.UNSUPPORTED.value: 415,
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -92,11 +93,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobFailed)
     async def _job_failed(_: Request, exc: JobFailed) -> JSONResponse:
         # The input's fault (4xx) or the model's (500) in a direct call.
-        return _json(exc.status_code or 500, str(exc))
+        return _json(STATUS_BY_INPUT_KIND.get(exc.input_kind or "", 500), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _json(400, describe_validation(exc))
+        return _json(400, "invalid request: " + describe_validation(exc, skip=("body",)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, describe_validation
 from deployments.common.outbound import OutboundPolicy, check_url_async
 from serve_app.api.deps import Runtime, RuntimeDep, caller, read_json
 from serve_app.api.errors import BadRequest
@@ -57,8 +57,7 @@ def parse_submission(body: Any, settings: JobSettings, owner: str | None) -> Sub
     try:
         request = RunRequest.model_validate(body)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"invalid request: {problems}") from exc
+        raise BadRequest(f"invalid request: {describe_validation(exc)}") from exc
     policy, limits = request.policy, settings.policy
     return Submission(
         input=request.input,

@@ -28,12 +28,13 @@ class UnknownJob(LookupError):
 
 class JobFailed(Exception):
     """The job's own failure (its input, or an exception in the work itself): the job ends
-    FAILED at once with this message. `status_code` is the 4xx a synchronous caller
-    answers with when the input is at fault, None for other failures."""
+    FAILED at once with this message. `input_kind` names what is wrong with the input when
+    the input is at fault (the HTTP boundary answers a synchronous caller with the matching
+    4xx), None for other failures."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(self, message: str, input_kind: str | None = None) -> None:
         super().__init__(message)
-        self.status_code = status_code
+        self.input_kind = input_kind
 
 
 class WorkerLost(Exception):

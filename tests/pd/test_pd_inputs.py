@@ -11,18 +11,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from deployments.common.errors import InputError
+from deployments.common.errors import ErrorKind, InputError, parse_input
 from deployments.common.outbound import OutboundPolicy
 from deployments.pd import inputs
 from deployments.pd.config import PDLimits
-from deployments.pd.inputs import load_signals, parse_input
+from deployments.pd.inputs import PDInput, load_signals
 
 LIMITS = PDLimits(max_rows=4, max_samples=2000, max_total_samples=5000,
                   max_input_bytes=100_000)
 
 
 def load(raw: dict, limits: PDLimits = LIMITS) -> np.ndarray:
-    return load_signals(parse_input(raw), limits)
+    return load_signals(parse_input(PDInput, raw), limits)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -132,7 +132,7 @@ def test_bad_input_is_an_input_error_naming_the_problem(raw: dict, message: str)
 
 def test_input_must_be_an_object() -> None:
     with pytest.raises(InputError, match="JSON object"):
-        parse_input([1, 2, 3])
+        parse_input(PDInput, [1, 2, 3])
 
 
 @pytest.mark.parametrize(("array", "message"), [
@@ -168,7 +168,7 @@ def test_huge_npy_is_refused_from_its_header_before_decoding(
     monkeypatch.setattr(inputs, "fetch_input", no_decoding)
     with pytest.raises(InputError, match="more than the limit") as caught:
         load({"file_base64": encoded})
-    assert caught.value.status_code == 413
+    assert caught.value.kind is ErrorKind.TOO_LARGE
 
 
 def test_oversize_base64_is_refused_by_its_length() -> None:

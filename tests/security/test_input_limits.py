@@ -33,14 +33,15 @@ from bench.input_memory import (
     wav_channels,
 )
 from deployments.common.batching import call_per_item, raise_if_error
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, parse_input
 from deployments.dental.config import DentalArgs
 from deployments.dental.image import decode_image
 from deployments.g2p.backends import GruutBackend
 from deployments.pd import inputs
 from deployments.pd.config import PDLimits
-from deployments.pd.inputs import load_signals, parse_input, signals_from_csv, signals_from_npy
+from deployments.pd.inputs import PDInput, load_signals, signals_from_csv, signals_from_npy
 from deployments.pronunciation.audio import decode_audio
+from serve_app.api.errors import STATUS_BY_INPUT_KIND
 
 PD = PDLimits()
 SMALL = PDLimits(max_rows=4, max_samples=2000, max_total_samples=5000)
@@ -51,9 +52,10 @@ def b64(data: bytes) -> str:
 
 
 def refused(call, *args: object, status: int, match: str, **kwargs: object) -> InputError:
+    """`call` refuses with an input error whose kind the HTTP boundary answers as `status`."""
     with pytest.raises(InputError, match=match) as caught:
         call(*args, **kwargs)
-    assert caught.value.status_code == status
+    assert STATUS_BY_INPUT_KIND[caught.value.kind.value] == status
     return caught.value
 
 
@@ -121,7 +123,7 @@ def test_an_npy_header_declaring_strings_is_refused_before_the_base64_is_decoded
 
     monkeypatch.setattr(inputs, "fetch_input", no_decoding)
     encoded = b64(npy_header_only("<U100000", (64,), 3000))
-    refused(load_signals, parse_input({"file_base64": encoded}), PD, status=400,
+    refused(load_signals, parse_input(PDInput, {"file_base64": encoded}), PD, status=400,
             match="signals must be real numbers")
 
 
