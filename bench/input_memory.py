@@ -196,6 +196,7 @@ def child(decoder: str, path: str) -> dict:
     from deployments.pd.inputs import signals_from_csv, signals_from_npy
     from deployments.pronunciation.audio import decode_audio
     from deployments.pronunciation.config import AssessmentArgs
+    from serve_app.api.errors import STATUS_BY_INPUT_KIND
 
     Image.init()  # PIL loads its format plugins on first open: import them now
     pd, dental, audio = PDLimits(), DentalArgs(), AssessmentArgs()
@@ -217,7 +218,7 @@ def child(decoder: str, path: str) -> dict:
         run[decoder](data)
         status, message = 200, ""
     except InputError as exc:
-        status, message = exc.status_code, str(exc)
+        status, message = STATUS_BY_INPUT_KIND[exc.kind.value], str(exc)
     peak = (_status_kib("VmHWM") - before) * 1024
     limit_name, limit = limits[decoder]
     return {"input_bytes": len(data), "limit_name": limit_name, "limit": limit, "peak": peak,

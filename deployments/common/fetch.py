@@ -1,4 +1,5 @@
-"""Fetch caller inputs and model weights from URIs, with size and time limits.
+"""Fetch caller inputs and model weights from URIs, with size and time limits (writing
+to the caller's bucket is `uploads.py`).
 
 Inputs may be `https://`, `http://`, `s3://bucket/key` or `data:` URIs (or bare
 base64). They are the client's choice, so they go through the outbound policy
@@ -19,7 +20,6 @@ import base64
 import binascii
 import hashlib
 import importlib.resources
-import os
 import shutil
 import tempfile
 import time
@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, TooLarge
 from deployments.common.outbound import (
     OutboundPolicy,
     OutboundRefused,
@@ -41,7 +41,10 @@ from deployments.common.outbound import (
 
 DEFAULT_TIMEOUT_S = 30.0
 IDENTITY = {"accept-encoding": "identity"}
-WEIGHTS_CACHE_DIR = Path(os.environ.get("RSP_WEIGHTS_CACHE", tempfile.gettempdir())) / "rsp-weights"
+#: where weights fetched from s3:// or https:// URIs are kept, one copy per node (the
+#: system's temporary directory: TMPDIR where set). Weights are configured by URI in each
+#: family's args; a local path or package:// URI is read in place.
+WEIGHTS_CACHE_DIR = Path(tempfile.gettempdir()) / "rsp-weights"
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, key
 
 
-def _too_large(what: str, max_bytes: int) -> InputError:
-    return InputError(f"{what} is larger than the limit of {max_bytes} bytes", status_code=413)
+def _too_large(what: str, max_bytes: int) -> TooLarge:
+    return TooLarge(f"{what} is larger than the limit of {max_bytes} bytes")
 
 
 def decode_base64(data: str, max_bytes: int, what: str = "base64 data") -> bytes:
@@ -145,7 +148,7 @@ def _read_body(url: str, response: httpx.Response, max_bytes: int, deadline: flo
     return b"".join(chunks)
 
 
-def _caller_s3_client(bucket: str, uri: str, policy: OutboundPolicy,
+def caller_s3_client(bucket: str, uri: str, policy: OutboundPolicy,
                      s3: S3Config | None) -> Any:
     """A client for a client-named bucket: the caller's credentials (`s3Config`, its
     endpoint checked by the policy), or the server's for buckets the policy opens to it."""
@@ -168,7 +171,7 @@ def _fetch_s3(uri: str, max_bytes: int, policy: OutboundPolicy, s3: S3Config | N
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = _split_s3(uri)
-    client = _caller_s3_client(bucket, uri, policy, s3)
+    client = caller_s3_client(bucket, uri, policy, s3)
     try:
         obj = client.get_object(Bucket=bucket, Key=key)
         if obj.get("ContentLength", 0) > max_bytes:
@@ -282,12 +285,3 @@ def resolve_weights_dir(uri: str) -> Path:
     staging.rename(target)
     return target
 
-
-def upload_output(s3: S3Config, policy: OutboundPolicy, key: str, data: bytes,
-                  content_type: str, expires_s: int = 7 * 24 * 3600) -> str:
-    """Put `data` in the caller's bucket and return a presigned GET URL for it."""
-    client = _caller_s3_client(s3.bucket_name, f"s3://{s3.bucket_name}/{key}", policy, s3)
-    client.put_object(Bucket=s3.bucket_name, Key=key, Body=data, ContentType=content_type)
-    return client.generate_presigned_url(
-        "get_object", Params={"Bucket": s3.bucket_name, "Key": key}, ExpiresIn=expires_s
-    )

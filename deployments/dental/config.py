@@ -61,17 +61,6 @@ class DentalArgs(BaseModel):
     output_prefix: str = "dental-pano"  # S3 key prefix; each job writes under <prefix>/<job id>/
     url_expires_s: int = Field(7 * 24 * 3600, ge=1)
 
-    def segmenter_kwargs(self) -> dict[str, Any]:
-        """`ToothSegmenter.__init__` arguments."""
-        return {"weights": self.segmentation_weights, "backend": self.segmentation_backend,
-                "arch": self.segmentation_arch, "max_side": self.segmentation_max_side,
-                "device": self.device, "gpu_memory_fraction": self.segmenter_gpu_memory_fraction}
-
-    def detector_kwargs(self) -> dict[str, Any]:
-        """`FindingDetector.__init__` arguments."""
-        return {"weights": self.detection_weights, "model_config": self.detection_model_config,
-                "device": self.device, "gpu_memory_fraction": self.detector_gpu_memory_fraction}
-
     def detector_user_config(self) -> dict[str, Any]:
         """`FindingDetector` `user_config`: knobs changeable without restarting replicas."""
         return {"max_batch_size": self.max_batch_size,

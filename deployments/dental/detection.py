@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from deployments.dental.sampling import pixel_centers, resample
 from deployments.dental.structures import DETECTOR_CLASS_NAMES, Detections, Instance
 
 UNTRAINED_KEY = "rsp_untrained"
+#: side of the black image of the health probe: a pass takes ~6 ms on one CPU thread
+PROBE_SIDE = 32
 
 
 def _ultralytics() -> Any:
@@ -125,6 +128,9 @@ class InstanceDetectionModel:
         # The original's inference settings: a very low confidence floor, because
         # findings weigh every instance by its score anyway.
         self.imgsz, self.conf, self.iou, self.max_det = 640, 0.0001, 0.5, 500
+        # ultralytics' predictor keeps per-call state (its settings, the head's anchors
+        # for the last input shape): one pass at a time, the health probe included.
+        self._lock = threading.Lock()
 
     def configure(self, imgsz: int | None = None, conf: float | None = None,
                   iou: float | None = None, max_det: int | None = None) -> None:
@@ -138,15 +144,31 @@ class InstanceDetectionModel:
         started = time.time()
         # ultralytics treats numpy input as OpenCV BGR.
         batch = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
-        results = self.yolo.predict(batch, imgsz=self.imgsz, conf=self.conf, iou=self.iou,
-                                    max_det=self.max_det, retina_masks=False,
-                                    device=str(self.device), verbose=False)
+        with self._lock:
+            results = self.yolo.predict(batch, imgsz=self.imgsz, conf=self.conf, iou=self.iou,
+                                        max_det=self.max_det, retina_masks=False,
+                                        device=str(self.device), verbose=False)
         detections = [_to_instances(result) for result in results]
         finished = time.time()
         return [Detections(instances=instances, image_size=image.shape[:2],
                            model_info=self.info, started_at=started, finished_at=finished,
                            batch_size=len(images))
                 for instances, image in zip(detections, images, strict=True)]
+
+    def check_health(self) -> None:
+        """Raise RuntimeError unless the model answers a tiny forward pass on its device
+        (after any pass in progress: they share the predictor)."""
+        probe = np.zeros((PROBE_SIDE, PROBE_SIDE, 3), dtype=np.uint8)
+        try:
+            with self._lock:
+                (result,) = self.yolo.predict([probe], imgsz=PROBE_SIDE, conf=self.conf,
+                                              iou=self.iou, max_det=self.max_det,
+                                              retina_masks=False, device=str(self.device),
+                                              verbose=False)
+        except Exception as exc:
+            raise RuntimeError(f"the detection model failed its probe pass: {exc!r}") from exc
+        if result.boxes is None:
+            raise RuntimeError("the detection model answered its probe pass without boxes")
 
 
 def load_detection_model(weights: str | None, device: torch.device | None = None,

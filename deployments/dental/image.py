@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image, ImageMode, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, TooLarge, Unsupported
 
 SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
 # Decoded bytes allowed per allowed pixel: the budget is the RGB output of `max_pixels`, so
@@ -72,12 +72,12 @@ def bytes_per_pixel(mode: str) -> int:
 def check_size(width: int, height: int, mode: str, max_pixels: int) -> None:
     """Refuse, from the header's numbers, an image too large to decode."""
     if width * height > max_pixels:
-        raise InputError(f"image is {width}x{height} pixels, more than the limit of "
-                         f"{max_pixels} pixels", status_code=413)
+        raise TooLarge(f"image is {width}x{height} pixels, more than the limit of "
+                       f"{max_pixels} pixels")
     decoded, budget = width * height * bytes_per_pixel(mode), max_pixels * BUDGET_BYTES_PER_PIXEL
     if decoded > budget:
-        raise InputError(f"image is {width}x{height} pixels of mode {mode}: {decoded} bytes "
-                         f"decoded, more than the limit of {budget} bytes", status_code=413)
+        raise TooLarge(f"image is {width}x{height} pixels of mode {mode}: {decoded} bytes "
+                       f"decoded, more than the limit of {budget} bytes")
     if width < 2 or height < 2:
         raise InputError(f"image is {width}x{height} pixels, too small to analyse")
 
@@ -94,14 +94,16 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, str]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise InputError(f"image has too many pixels: {exc}", status_code=413) from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError("the input is not a decodable image (expected JPEG or PNG)") from exc
+        raise TooLarge(f"image has too many pixels: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ImportError) as exc:
+        # ImportError: where ultralytics is imported (the detector, tests) it patches
+        # `Image.open` to import pi-heif for any unidentified image, which may be absent.
+        raise Unsupported("the input is not a decodable image (expected JPEG or PNG)") from exc
     except (ValueError, SyntaxError) as exc:  # PIL's limits, such as MAX_TEXT_MEMORY
         raise InputError("the image's header or metadata is malformed or too large") from exc
     image_format = image.format
     if image_format not in SUPPORTED_FORMATS:
-        raise InputError(f"unsupported image format {image_format}: send JPEG or PNG")
+        raise Unsupported(f"unsupported image format {image_format}: send JPEG or PNG")
     check_size(*image.size, image.mode, max_pixels)
     try:
         with warnings.catch_warnings():

@@ -1,20 +1,21 @@
-"""Turn model outputs into the endpoint's output: findings, CSV, overlays, S3 uploads.
+"""Turn model outputs into the endpoint's output: findings, CSV and overlays, built once as
+a `DentalReport`, then inlined (`inline`) or put in the caller's bucket (`upload`).
 
-No Ray here: the pipeline deployment calls these off its event loop.
+No Ray here: the pipeline calls these off its event loop.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from deployments.common.fetch import S3Config, upload_output
+from deployments.common.fetch import S3Config
 from deployments.common.outbound import OutboundPolicy
+from deployments.common.uploads import Upload, upload_outputs
 from deployments.dental.findings import compute_findings, findings_csv
 from deployments.dental.image import SUPPORTED_FORMATS, encode_jpeg
 from deployments.dental.overlay import instance_overlay, semantic_overlay
@@ -23,6 +24,8 @@ from deployments.dental.structures import Detections, FindingEntry, Segmentation
 SEMANTIC_OVERLAY = "semantic-segmentation.jpg"
 INSTANCE_OVERLAY = "instance-detection.jpg"
 UNTRAINED_BANNER = "UNTRAINED DEFAULT WEIGHTS - NOT A DIAGNOSIS"
+# Names of the uploads that are not overlays (overlays go by their file names).
+INPUT_IMAGE, CSV = "input_image", "csv"
 
 
 def model_warnings(model_info: dict[str, dict[str, Any]]) -> list[str]:
@@ -49,54 +52,53 @@ def debug_images(image: np.ndarray, segmentation: SegmentationResult, detections
     }
 
 
-def build_output(image: np.ndarray, segmentation: SegmentationResult, detections: Detections,
-                 file_name: str, min_score: float, debug: bool,
-                 overlay_min_score: float) -> tuple[dict[str, Any], str, dict[str, bytes]]:
-    """Findings, model info and warnings; plus the CSV text and the overlays' JPEG bytes.
+@dataclass(frozen=True)
+class DentalReport:
+    """What one radiograph gave: the findings list, model info and warnings, and the
+    artefacts (CSV text, overlay JPEGs) that go inline or to S3."""
 
-    The caller adds the CSV and overlays to the output inline (`inline_outputs`) or
-    as URLs (`upload_outputs`).
-    """
+    findings: list[dict[str, Any]]  # {"fdi", "finding", "score"}, most certain first
+    model_info: dict[str, dict[str, Any]]
+    warnings: list[str]
+    csv_text: str  # all 8 findings x 32 teeth, whatever `min_score`
+    overlays: dict[str, bytes] = field(default_factory=dict)  # JPEG bytes by file name
+
+    def summary(self) -> dict[str, Any]:
+        """The part of the output that is the same inline and uploaded."""
+        return {"findings": self.findings, "num_findings": len(self.findings),
+                "model_info": self.model_info, "warnings": self.warnings}
+
+    def inline(self) -> dict[str, Any]:
+        """The output with the CSV as text and the overlays in base64, as the original
+        worker returned them."""
+        return {**self.summary(), "csv_data": self.csv_text,
+                "debug_images": {name: base64.b64encode(data).decode()
+                                 for name, data in self.overlays.items()}}
+
+    def upload(self, s3: S3Config, policy: OutboundPolicy, prefix: str, image: bytes,
+               image_format: str, expires_s: int) -> dict[str, Any]:
+        """Put the input image, CSV and overlays under `prefix` in the caller's bucket; the
+        output with their presigned URLs in place of the inline data."""
+        extension = "jpg" if image_format == "JPEG" else image_format.lower()
+        urls = upload_outputs(s3, policy, prefix, {
+            INPUT_IMAGE: Upload(f"input.{extension}", image, SUPPORTED_FORMATS[image_format]),
+            CSV: Upload("findings.csv", self.csv_text.encode(), "text/csv"),
+            **{name: Upload(name, data, "image/jpeg") for name, data in self.overlays.items()},
+        }, expires_s)
+        return {**self.summary(), "input_image_url": urls.pop(INPUT_IMAGE),
+                "csv_url": urls.pop(CSV), "debug_images": urls}
+
+
+def build_report(image: np.ndarray, segmentation: SegmentationResult, detections: Detections,
+                 file_name: str, min_score: float, debug: bool,
+                 overlay_min_score: float) -> DentalReport:
+    """Findings per tooth from both models' outputs, with the CSV and (with `debug`) the
+    overlays."""
     entries = compute_findings(segmentation.prob, segmentation.image_size, detections.instances)
     model_info = {"segmentation": segmentation.model_info, "detection": detections.model_info}
     warnings = model_warnings(model_info)
-    jpegs = (debug_images(image, segmentation, detections, overlay_min_score, bool(warnings))
-             if debug else {})
-    findings = findings_list(entries, min_score)
-    output = {"findings": findings, "num_findings": len(findings), "model_info": model_info,
-              "warnings": warnings}
-    return output, findings_csv(entries, file_name), jpegs
-
-
-def inline_outputs(csv_text: str, jpegs: dict[str, bytes]) -> dict[str, Any]:
-    """The CSV as text and the overlays as base64, as the original worker returned them."""
-    return {"csv_data": csv_text,
-            "debug_images": {name: base64.b64encode(data).decode() for name, data in jpegs.items()}}
-
-
-def job_prefix(base: str, job_id: str) -> str:
-    """`base/<job id>/`, the id reduced to characters safe in any S3 key."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", job_id) or "job"
-    return f"{base.strip('/')}/{safe}/" if base.strip("/") else f"{safe}/"
-
-
-def upload_outputs(s3: S3Config, policy: OutboundPolicy, prefix: str, input_bytes: bytes,
-                   input_format: str, csv_text: str, jpegs: dict[str, bytes],
-                   expires_s: int) -> dict[str, Any]:
-    """Put the input image, CSV and overlays under `prefix`; their presigned URLs by role."""
-    extension = "jpg" if input_format == "JPEG" else input_format.lower()
-    uploads = {
-        "input_image_url": (f"input.{extension}", input_bytes, SUPPORTED_FORMATS[input_format]),
-        "csv_url": ("findings.csv", csv_text.encode(), "text/csv"),
-        **{name: (name, data, "image/jpeg") for name, data in jpegs.items()},
-    }
-    with ThreadPoolExecutor(max_workers=len(uploads)) as pool:
-        futures = {role: pool.submit(upload_output, s3, policy, prefix + key, data, content_type,
-                                     expires_s)
-                   for role, (key, data, content_type) in uploads.items()}
-        urls = {role: future.result() for role, future in futures.items()}
-    return {
-        "input_image_url": urls["input_image_url"],
-        "csv_url": urls["csv_url"],
-        "debug_images": {name: urls[name] for name in jpegs},
-    }
+    overlays = (debug_images(image, segmentation, detections, overlay_min_score, bool(warnings))
+                if debug else {})
+    return DentalReport(findings=findings_list(entries, min_score), model_info=model_info,
+                        warnings=warnings, csv_text=findings_csv(entries, file_name),
+                        overlays=overlays)

@@ -29,6 +29,8 @@ CHECKPOINT_FORMAT = "rsp-dental-deeplabv3"
 # torchvision's segmentation models are trained on ImageNet-normalised input.
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+#: side of the black image of the health probe: a pass takes ~10 ms on one CPU thread
+PROBE_SIDE = 32
 
 
 def grid_size(height: int, width: int, max_side: int) -> tuple[int, int]:
@@ -151,6 +153,19 @@ class ToothSegmentationModel:
         prob = logits.float().softmax(dim=0).to(torch.float16).cpu().numpy()
         return SegmentationResult(prob=prob, image_size=(height, width), model_info=self.info,
                                   started_at=started, finished_at=time.time())
+
+    def check_health(self) -> None:
+        """Raise RuntimeError unless the model answers a tiny forward pass on its device
+        with finite logits of every class (reading them back waits for the device)."""
+        probe = np.zeros((PROBE_SIDE, PROBE_SIDE, 3), dtype=np.uint8)
+        try:
+            logits = self._backend.logits(probe, (PROBE_SIDE, PROBE_SIDE))
+            finite = bool(torch.isfinite(logits).all())
+        except Exception as exc:
+            raise RuntimeError(f"the segmentation model failed its probe pass: {exc!r}") from exc
+        if logits.shape[0] != NUM_SEMANTIC_CLASSES or not finite:
+            raise RuntimeError(f"the segmentation model answered its probe pass with "
+                               f"{logits.shape[0]} classes (finite: {finite})")
 
 
 def load_segmentation_model(weights: str | None, backend: Backend = "torchvision",

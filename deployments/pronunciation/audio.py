@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deployments.common.errors import InputError
+from deployments.common.errors import InputError, TooLarge, Unsupported
 from deployments.pronunciation.config import MAX_CHANNELS, MAX_SAMPLE_RATE
 
 SAMPLE_RATE = 16_000
@@ -70,7 +70,8 @@ def decode_audio(data: bytes, max_duration_s: float, min_duration_s: float = 1.0
     except InputError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise InputError(f"the audio could not be decoded as WAV, FLAC, OGG or MP3: {exc}") from exc
+        raise Unsupported(f"the audio could not be decoded as WAV, FLAC, OGG or MP3: {exc}") \
+            from exc
     if samples.size == 0:
         raise InputError("the audio holds no samples")
     if samples.shape[0] > limit:
@@ -91,18 +92,18 @@ def check_header(rate: int, channels: int, max_channels: int, max_sample_rate: i
         raise InputError(f"the audio's sample rate is {rate} Hz; at least {MIN_SOURCE_RATE} Hz "
                          "is needed")
     if rate > max_sample_rate:
-        raise InputError(f"the audio's sample rate is {rate} Hz, more than the limit of "
-                         f"{max_sample_rate} Hz", status_code=413)
+        raise TooLarge(f"the audio's sample rate is {rate} Hz, more than the limit of "
+                       f"{max_sample_rate} Hz")
     if channels > max_channels:
-        raise InputError(f"the audio has {channels} channels, more than the limit of "
-                         f"{max_channels}", status_code=413)
+        raise TooLarge(f"the audio has {channels} channels, more than the limit of "
+                       f"{max_channels}")
 
 
-def _too_long(limit: float, duration: float | None = None) -> InputError:
+def _too_long(limit: float, duration: float | None = None) -> TooLarge:
     """The refusal of audio over `limit` seconds; `duration` when the header declares it."""
     lasts = f"{duration:.1f} s" if duration is not None else f"over {limit:g} s"
-    return InputError(f"the audio lasts {lasts}; the limit is {limit:g} s "
-                      "(split longer recordings into sentences)", status_code=413)
+    return TooLarge(f"the audio lasts {lasts}; the limit is {limit:g} s "
+                    "(split longer recordings into sentences)")
 
 
 def _dbfs(x: np.ndarray) -> float:

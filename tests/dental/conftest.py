@@ -7,9 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dental_helpers import DENTAL_APP, DENTAL_PREFIX, SERVER_BUCKET, S3Server, png_bytes
 
 from deployments.dental.synthetic import synthetic_radiograph
+from tests.dental.dental_helpers import (
+    DENTAL_APP,
+    DENTAL_PREFIX,
+    SERVER_BUCKET,
+    S3Server,
+    png_bytes,
+)
 
 
 @pytest.fixture(scope="session")

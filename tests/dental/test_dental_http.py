@@ -23,12 +23,12 @@ import numpy as np
 import psutil
 import pytest
 import runpod
-from dental_helpers import DENTAL_APP, SERVER_BUCKET, S3Server, jpeg_bytes, png_bytes
 
 from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
 from deployments.dental.synthetic import synthetic_radiograph
 from tests.clients import LocalHTTPServer, QuietHandler, runpod_sdk
 from tests.conftest import free_port
+from tests.dental.dental_helpers import DENTAL_APP, SERVER_BUCKET, S3Server, jpeg_bytes, png_bytes
 from tests.workload import assert_described
 
 TIMEOUT_S = 180
@@ -314,7 +314,7 @@ DIRECT_BAD_INPUTS = [
     # file server
     ("not-an-image", {"image_url": "data:image/png;base64,"
                       + base64.b64encode(b"this is not an image" * 10).decode()},
-     400, "not a decodable image"),
+     415, "not a decodable image"),  # Unsupported
     ("unreachable", {"image_url": f"http://127.0.0.1:{CLOSED_PORT}/x.png"},
      400, f"could not fetch http://127.0.0.1:{CLOSED_PORT}/x.png"),
     ("bad-base64", {"image_url": "abcde"}, 400, "base64 data is not valid base64"),

@@ -23,9 +23,57 @@ def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.repeat(synthetic_radiograph(height, width, seed)[:, :, None], 3, axis=2)
 
 
-def test_build_script_writes_both_checkpoints(built_weights: dict[str, Path]) -> None:
-    for path in built_weights.values():
-        assert path.is_file() and path.stat().st_size > 1_000_000
+def test_build_script_writes_the_start_up_defaults(built_weights: dict[str, Path]) -> None:
+    """The files the build script writes are the untrained defaults a replica builds at
+    start-up: the same tensors, so the same outputs."""
+    saved = torch.load(built_weights["segmentation"], weights_only=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        fresh = build_deeplabv3(saved["arch"]).state_dict()
+    assert saved["untrained"] is True and saved["state_dict"].keys() == fresh.keys()
+    for name, tensor in fresh.items():
+        assert torch.equal(saved["state_dict"][name], tensor), name
+
+    image = rgb(64, 128)
+    from_file = load_segmentation_model(str(built_weights["segmentation"]), max_side=64)
+    at_start_up = load_segmentation_model(None, max_side=64)
+    np.testing.assert_array_equal(from_file.predict(image).prob, at_start_up.predict(image).prob)
+
+    detectors = [load_detection_model(str(built_weights["detection"])), load_detection_model(None)]
+    for model in detectors:
+        model.configure(imgsz=128)
+    (from_file_det,), (at_start_up_det,) = (model.predict([image]) for model in detectors)
+    assert from_file_det.instances, "an untrained detector at conf 0.0001 still finds some"
+    assert [(i.class_name, i.box, round(i.score, 6)) for i in from_file_det.instances] == \
+        [(i.class_name, i.box, round(i.score, 6)) for i in at_start_up_det.instances]
+
+
+def test_model_health_checks_run_a_tiny_pass(built_weights: dict[str, Path]) -> None:
+    segmenter = load_segmentation_model(str(built_weights["segmentation"]), max_side=64)
+    detector = load_detection_model(str(built_weights["detection"]))
+    segmenter.check_health()
+    detector.check_health()
+    # the probe leaves the detector's own settings in force
+    assert detector.predict([rgb(64, 128)])[0].image_size == (64, 128)
+
+
+def test_a_broken_model_fails_its_health_check(built_weights: dict[str, Path]) -> None:
+    segmenter = load_segmentation_model(str(built_weights["segmentation"]), max_side=64)
+    # weights gone NaN (a bad device or memory): the pass answers, but not with numbers
+    with torch.no_grad():
+        for parameter in segmenter._backend.model.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="segmentation model answered its probe"):
+        segmenter.check_health()
+
+    detector = load_detection_model(str(built_weights["detection"]))
+    detector.yolo.predict = _raise_device_lost
+    with pytest.raises(RuntimeError, match="detection model failed its probe"):
+        detector.check_health()
+
+
+def _raise_device_lost(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
 def test_segmenter_loads_the_built_checkpoint(built_weights: dict[str, Path]) -> None:

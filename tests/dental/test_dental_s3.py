@@ -7,14 +7,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dental_helpers import S3Server
 
 from deployments.common import fetch
 from deployments.common.errors import InputError
 from deployments.common.fetch import S3Config, fetch_input
 from deployments.common.outbound import OutboundPolicy
+from deployments.common.uploads import job_prefix
 from deployments.dental.detection import load_detection_model
-from deployments.dental.report import job_prefix, upload_outputs
+from deployments.dental.report import DentalReport
+from tests.dental.dental_helpers import S3Server
 
 
 @pytest.fixture
@@ -62,8 +63,10 @@ def test_outputs_are_uploaded_and_readable_at_their_urls(s3: S3Server, bucket: s
     prefix = job_prefix("dental-pano", "job/42")
     assert prefix == "dental-pano/job_42/"
     jpegs = {"semantic-segmentation.jpg": b"\xff\xd8 fake jpeg"}
-    urls = upload_outputs(config, LOCAL, prefix, radiograph_png, "PNG", "file_name,fdi\n", jpegs,
-                          600)
+    report = DentalReport(findings=[], model_info={}, warnings=[], csv_text="file_name,fdi\n",
+                          overlays=jpegs)
+    urls = report.upload(config, LOCAL, prefix, radiograph_png, "PNG", 600)
+    assert urls["num_findings"] == 0 and "csv_data" not in urls
     expected = {
         urls["input_image_url"]: (radiograph_png, "image/png"),
         urls["csv_url"]: (b"file_name,fdi\n", "text/csv"),

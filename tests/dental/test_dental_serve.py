@@ -1,7 +1,9 @@
-"""The dental-pano graph on a real Serve instance: shape, overlays, overlap, S3, errors."""
+"""The dental-pano graph on a real Serve instance: shape, overlays, overlap, S3, errors.
+The model deployments' health checks are tested on their plain classes, without Ray."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
@@ -13,13 +15,13 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from dental_helpers import S3Server
 
 from deployments.common.errors import InputError
 from deployments.common.outbound import OutboundPolicy
 from deployments.dental.config import DentalArgs
-from deployments.dental.deployment import build_dental_app
+from deployments.dental.deployment import FindingDetector, ToothSegmenter, build_dental_app
 from deployments.dental.report import INSTANCE_OVERLAY, SEMANTIC_OVERLAY
+from tests.dental.dental_helpers import S3Server
 
 TIMEOUT_S = 180
 
@@ -127,3 +129,10 @@ def test_bad_input_is_an_input_error_and_the_app_carries_on(
     with pytest.raises(InputError, match=message):
         run(dental, job)
     assert run(dental, {"id": "after", "input": {"image_url": radiograph_data_uri}})["csv_data"]
+
+
+def test_model_deployments_check_health_with_a_tiny_pass() -> None:
+    args = DentalArgs(device="cpu", segmentation_max_side=64)
+    for deployment in (ToothSegmenter, FindingDetector):
+        replica = deployment.func_or_class(args)  # the plain class: no Ray
+        asyncio.run(replica.check_health())

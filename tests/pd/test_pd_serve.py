@@ -9,7 +9,7 @@ import pytest
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.common.errors import InputError
+from deployments.common.errors import ErrorKind, InputError, input_error_in
 from deployments.pd.config import PDArgs
 from deployments.pd.deployment import build_pd_app
 from deployments.pd.evaluate import HELD_OUT_SEED, match_regions
@@ -79,7 +79,8 @@ def test_bad_input_raises_input_error_through_the_handle(pipeline: DeploymentHan
         pipeline.run.remote({"id": "x"}).result(timeout_s=TIMEOUT_S)
     with pytest.raises(InputError, match="513 signals is more than the limit") as caught:
         pipeline.run.remote(job([[0.0] * 16] * 513)).result(timeout_s=TIMEOUT_S)
-    assert caught.value.status_code == 413  # the ingress's HTTP status survives the hop
+    # the error's kind survives the hop (the ingress answers it with a 413)
+    assert input_error_in(caught.value).kind is ErrorKind.TOO_LARGE
 
 
 def test_concurrent_requests_share_batches(pipeline: DeploymentHandle,

@@ -231,13 +231,13 @@ def test_audio_from_s3_with_the_jobs_s3_config(sdk: None, s3_server: str) -> Non
 
 BAD_INPUTS = {
     # name: (input, status of the direct route, what the error names)
-    "not-audio": ({"audio": b64(b"not audio at all, just text " * 20), "text": FOX}, 400,
+    "not-audio": ({"audio": b64(b"not audio at all, just text " * 20), "text": FOX}, 415,
                   "the audio could not be decoded as WAV, FLAC, OGG or MP3"),
     "empty-string": ({"audio": "", "text": FOX}, 400, "audio is empty"),
     "empty-recording": ({"audio": b64(wav(0)), "text": FOX}, 400, "the audio holds no samples"),
     "too-long": ({"audio": b64(wav(21, rate=8000)), "text": FOX}, 413,
                  "the audio lasts 21.0 s; the limit is 20 s"),
-    "unknown-codec": ({"audio": b64(wav(2, format_tag=0x1234)), "text": FOX}, 400,
+    "unknown-codec": ({"audio": b64(wav(2, format_tag=0x1234)), "text": FOX}, 415,
                       "the audio could not be decoded as WAV, FLAC, OGG or MP3"),
     "low-sample-rate": ({"audio": b64(wav(2, rate=4000)), "text": FOX}, 400,
                         "the audio's sample rate is 4000 Hz; at least 8000 Hz is needed"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deployments.common.errors import InputError
+from deployments.common.errors import ErrorKind, InputError, TooLarge, Unsupported
 from deployments.pronunciation.audio import SAMPLE_RATE, decode_audio
 
 
@@ -56,7 +56,7 @@ def test_quality_warnings() -> None:
 
 
 def test_not_audio_is_a_clear_error() -> None:
-    with pytest.raises(InputError, match="could not be decoded"):
+    with pytest.raises(Unsupported, match="could not be decoded"):
         decode_audio(b"this is a text file, not a recording" * 10, 20)
 
 
@@ -67,15 +67,22 @@ def test_empty_audio() -> None:
         decode_audio(encode(np.zeros(0, np.float32), SAMPLE_RATE, "WAV"), 20)
 
 
-def test_too_long_is_refused_with_413() -> None:
-    with pytest.raises(InputError, match="limit is 20 s") as info:
+def test_too_long_is_refused_as_too_large() -> None:
+    with pytest.raises(TooLarge, match="limit is 20 s"):
         decode_audio(encode(tone(21, rate=8000), 8000, "WAV"), max_duration_s=20)
-    assert info.value.status_code == 413
+
+
+def test_too_many_channels_or_too_high_a_rate_is_too_large() -> None:
+    with pytest.raises(TooLarge, match="3 channels"):
+        decode_audio(encode(tone(channels=3), 44_100, "WAV"), 20)
+    with pytest.raises(TooLarge, match="limit of 22050 Hz"):
+        decode_audio(encode(tone(), 44_100, "WAV"), 20, max_sample_rate=22_050)
 
 
 def test_too_low_sample_rate() -> None:
-    with pytest.raises(InputError, match="4000 Hz"):
+    with pytest.raises(InputError, match="4000 Hz") as info:
         decode_audio(encode(tone(rate=4000), 4000, "WAV"), 20)
+    assert info.value.kind is ErrorKind.BAD_INPUT
 
 
 def test_unsupported_wav_sample_format() -> None:
@@ -85,7 +92,7 @@ def test_unsupported_wav_sample_format() -> None:
     wav = (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
            + b"fmt " + struct.pack("<I", len(fmt)) + fmt
            + b"data" + struct.pack("<I", len(data)) + data)
-    with pytest.raises(InputError, match="could not be decoded"):
+    with pytest.raises(Unsupported, match="could not be decoded"):
         decode_audio(wav, 20)
 
 

@@ -1,5 +1,6 @@
 """The assessment graph on a real local Serve: the G2P and recognizer branches overlap,
-the real G2P deployment plugs in, and bad audio comes back as InputError."""
+the real G2P deployment plugs in, and bad audio comes back as InputError of its kind.
+The recognizer's health check is tested on its plain class, without Ray."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from deployments.common.errors import InputError
+from deployments.common.errors import ErrorKind, InputError
+from deployments.pronunciation.config import AssessmentArgs, RecognizerArgs
+from deployments.pronunciation.deployment import PhoneRecognizer, probe_recognizer
+from deployments.pronunciation.types import Recognition
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FOX = "the quick brown fox jumps over the lazy dog"
@@ -31,10 +37,11 @@ def job(text: str = FOX, audio: bytes | None = None) -> dict:
 def deploy(g2p: object) -> tuple[str, object]:
     from ray import serve
 
-    from deployments.pronunciation.deployment import AssessmentPipeline, PhoneRecognizer
+    from deployments.pronunciation.deployment import AssessmentPipeline
 
     name = f"pronunciation-test-{uuid.uuid4().hex[:8]}"
-    app = AssessmentPipeline.bind(g2p, PhoneRecognizer.bind("pocketsphinx", {}, "cpu"), {})
+    app = AssessmentPipeline.bind(g2p, PhoneRecognizer.bind(RecognizerArgs(device="cpu")),
+                                  AssessmentArgs())
     return name, serve.run(app, name=name, route_prefix=f"/{name}")
 
 
@@ -42,9 +49,10 @@ def deploy(g2p: object) -> tuple[str, object]:
 def real_pipeline(serve_port: int) -> Iterator[object]:
     from ray import serve
 
-    from deployments.g2p.deployment import G2P
+    from deployments.g2p.config import G2PArgs
+    from deployments.g2p.deployment import build_g2p_app
 
-    name, handle = deploy(G2P.bind({"backends": ["gruut"]}))
+    name, handle = deploy(build_g2p_app(G2PArgs(backends=["gruut"])))
     yield handle
     serve.delete(name)
 
@@ -110,17 +118,17 @@ def wav(seconds: float, rate: int = 8000, format_tag: int = 1) -> bytes:
             + b"data" + struct.pack("<I", len(data)) + data)
 
 
-@pytest.mark.parametrize("audio,message,status", [
-    (b"not audio at all, just text" * 20, "could not be decoded", 400),
-    (b"", "audio is empty", 400),
-    (wav(21), "limit is 20 s", 413),
-    (wav(2, format_tag=0x1234), "could not be decoded", 400),  # a codec nobody knows
+@pytest.mark.parametrize("audio,message,kind", [
+    (b"not audio at all, just text" * 20, "could not be decoded", ErrorKind.UNSUPPORTED),
+    (b"", "audio is empty", ErrorKind.BAD_INPUT),
+    (wav(21), "limit is 20 s", ErrorKind.TOO_LARGE),
+    (wav(2, format_tag=0x1234), "could not be decoded", ErrorKind.UNSUPPORTED),  # unknown codec
 ])
 def test_bad_audio_is_an_input_error(real_pipeline: object, audio: bytes, message: str,
-                                     status: int) -> None:
+                                     kind: ErrorKind) -> None:
     with pytest.raises(InputError, match=message) as info:
         real_pipeline.run.remote(job(audio=audio)).result(timeout_s=120)
-    assert info.value.status_code == status
+    assert info.value.kind is kind
 
 
 def test_bad_input_and_language(real_pipeline: object) -> None:
@@ -128,5 +136,40 @@ def test_bad_input_and_language(real_pipeline: object) -> None:
         real_pipeline.run.remote({"id": "x", "input": {"text": FOX}}).result(timeout_s=60)
     german = job()
     german["input"]["language"] = "de"
+    # both branches refuse German (gruut here, pocketsphinx): the first refusal is the answer
+    with pytest.raises(InputError, match="only knows English|not supported by the gruut"):
+        real_pipeline.run.remote(german).result(timeout_s=120)
+    german["input"].update(text=None, target_ipa="ˈaɪ̯ns")  # no G2P: the recognizer's answer
     with pytest.raises(InputError, match="only knows English"):
         real_pipeline.run.remote(german).result(timeout_s=120)
+
+
+def test_recognizer_health_check_decodes_a_little_silence() -> None:
+    recognizer = PhoneRecognizer.func_or_class(RecognizerArgs(device="cpu"))  # no Ray
+    asyncio.run(recognizer.check_health())
+
+
+class _Backend:
+    def __init__(self, name: str, recognize: object = None) -> None:
+        self.name = name
+        self.recognize = recognize
+
+
+def test_an_unusable_recognizer_fails_its_health_check() -> None:
+    def crash(audio: np.ndarray, language: str, text: str | None) -> Recognition:
+        raise RuntimeError("decoder state corrupted")
+
+    with pytest.raises(RuntimeError, match="pocketsphinx recognizer failed its probe"):
+        probe_recognizer(_Backend("pocketsphinx", crash), torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="not a Recognition"):
+        probe_recognizer(_Backend("pocketsphinx", lambda *args: None), torch.device("cpu"))
+
+
+def test_a_backend_with_its_own_health_check_is_asked_it() -> None:
+    asked = []
+    backend = _Backend("powsm")
+    backend.check_health = lambda: asked.append(True)
+    probe_recognizer(backend, torch.device("cpu"))
+    assert asked == [True]
+    # without one, a model backend's device answers a tiny operation (no 20 s decode)
+    probe_recognizer(_Backend("powsm"), torch.device("cpu"))

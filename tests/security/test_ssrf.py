@@ -28,9 +28,10 @@ import httpx
 import pytest
 
 from deployments.common import outbound
-from deployments.common.errors import InputError
-from deployments.common.fetch import S3Config, fetch_input, upload_output
+from deployments.common.errors import ErrorKind, InputError
+from deployments.common.fetch import S3Config, fetch_input
 from deployments.common.outbound import OutboundPolicy, check_url
+from deployments.common.uploads import upload_output
 from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.memory import InMemoryJobStore
 from serve_app.jobs.model import DeliveryState, now_ms
@@ -125,7 +126,7 @@ def refused(ref: str, policy: OutboundPolicy = PUBLIC, **kw: Any) -> str:
     with pytest.raises(InputError) as caught:
         fetch_input(ref, 1 << 20, policy, **kw)
     message = str(caught.value)
-    assert caught.value.status_code == 400, message
+    assert caught.value.kind is ErrorKind.BAD_INPUT, message
     assert not any(leak in message for leak in LEAKS), message
     return message
 
