@@ -164,7 +164,7 @@ async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[object]], ba
     return statistics.median(latencies) * 1000, p99 * 1000, total / wall, cpu / total * 1000
 
 
-def start_app(extra_args: dict) -> str:
+def start_app(extra_args: dict, ray_options: dict | None = None) -> str:
     """Ray, Serve on a free port and the G2P endpoint (plus `extra_args`) with a fresh
     SQLite store; the base URL."""
     import ray
@@ -173,7 +173,8 @@ def start_app(extra_args: dict) -> str:
     from serve_app.app import build_app
     from tests.conftest import free_port
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False,
+             **(ray_options or {}))
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     store = Path(tempfile.mkdtemp()) / "bench.sqlite3"

@@ -9,6 +9,7 @@ read: those are logged under a reference that the caller's message names."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, NoReturn, TypeVar
 
@@ -18,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.common.errors import cause_chain, input_error_in
 from serve_app.jobs.errors import JobFailed, WorkerLost, logged_internal_error
+from serve_app.jobs.metrics import JobMetrics
 
 T = TypeVar("T")
 
@@ -51,12 +53,17 @@ def translate(exc: Exception) -> NoReturn:
 
 
 class HandleCaller:
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle, metrics: JobMetrics | None = None) -> None:
         self._handle = handle
+        self._metrics = metrics or JobMetrics()
 
     async def call(self, job: dict[str, Any]) -> Any:
+        started = time.perf_counter()
         response = self._handle.run.remote(job)
-        return await _awaited(response, response.cancel)
+        try:
+            return await _awaited(response, response.cancel)
+        finally:
+            self._metrics.stage("call", time.perf_counter() - started)
 
     async def method(self, name: str, *args: Any) -> Any:
         """Another method of the endpoint's deployment (e.g. `healthz`, `render_html`)."""

@@ -23,6 +23,7 @@ from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.model import now_ms
 from serve_app.jobs.service import JobService
 from serve_app.jobs.stores import open_store
+from serve_app.jobs.timing import timed_store
 from serve_app.jobs.webhooks import WebhookDeliverer
 from serve_app.metrics import RayJobMetrics
 from serve_app.settings import AppArgs
@@ -47,13 +48,14 @@ class Ingress:
     def __init__(self, handles: dict[str, DeploymentHandle], event_endpoints: list[str],
                  args: AppArgs) -> None:
         specs = args.all_endpoints()
+        metrics = RayJobMetrics()
         endpoints = {
-            name: Endpoint(name, specs[name], HandleCaller(handle), name in event_endpoints)
+            name: Endpoint(name, specs[name], HandleCaller(handle, metrics),
+                           name in event_endpoints)
             for name, handle in handles.items()
         }
         settings = args.jobs
-        self._store = open_store(settings.store_url)
-        metrics = RayJobMetrics()
+        self._store = timed_store(open_store(settings.store_url), metrics)
         # Webhook URLs are the client's: delivered only where the outbound policy allows.
         webhook_client = guarded_async_client(args.outbound, settings.webhook_timeout_s)
         self._webhooks = WebhookDeliverer(self._store, settings, now_ms, client=webhook_client,

@@ -12,6 +12,9 @@ from serve_app.jobs.model import Job
 TIME_BOUNDARIES_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
                       30_000, 60_000, 300_000, 1_800_000]
 
+#: milliseconds, for the stages of one job: a store statement to a model call
+STAGE_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1_000, 10_000]
+
 
 class RayJobMetrics(JobMetrics):
     def __init__(self) -> None:
@@ -29,6 +32,10 @@ class RayJobMetrics(JobMetrics):
                                  tag_keys=("endpoint", "cause"))
         self._webhooks = Counter("rsp_webhook_attempts", "Webhook delivery attempts",
                                  tag_keys=("endpoint", "outcome"))
+        self._stage = Histogram("rsp_job_stage_ms", "Time a job spent in one stage of its "
+                                "path through the ingress (store statements, hand-off to "
+                                "the dispatcher, the model call, waking its waiter)",
+                                STAGE_BOUNDARIES_MS, tag_keys=("stage",))
         # Every ingress replica reads the same store, so aggregate with max, not sum.
         self._queued = Gauge("rsp_jobs_in_queue", "Jobs waiting (from the job store)",
                              tag_keys=by_endpoint)
@@ -55,3 +62,6 @@ class RayJobMetrics(JobMetrics):
     def queue_state(self, endpoint: str, queued: int, running: int) -> None:
         self._queued.set(queued, tags={"endpoint": endpoint})
         self._running.set(running, tags={"endpoint": endpoint})
+
+    def stage(self, stage: str, seconds: float) -> None:
+        self._stage.observe(seconds * 1000, tags={"stage": stage})

@@ -20,6 +20,14 @@ class ModelMetrics:
                                 BATCH_BOUNDARIES, tag_keys=("deployment",))
         self._inference = Histogram("rsp_model_inference_ms", "Time of one model call",
                                     MS_BOUNDARIES, tag_keys=("deployment",))
+        self._wait = Histogram("rsp_model_batch_wait_ms", "Time a request waited for its "
+                               "batch to start", MS_BOUNDARIES, tag_keys=("deployment",))
+
+    def batch_started(self, queued_at: list[float]) -> None:
+        """A batch starts: each request's wait since `time.perf_counter()` at its arrival."""
+        now = time.perf_counter()
+        for t in queued_at:
+            self._wait.observe((now - t) * 1000, tags=self._tags)
 
     @contextmanager
     def model_call(self, batch_size: int) -> Iterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,7 @@ class G2P:
         if len(text) > self._args.max_text_chars:
             raise TooLarge(f"text has {len(text)} characters; the limit is "
                            f"{self._args.max_text_chars}")
-        words = raise_if_error(await self._batched(name, language, text))
+        words = raise_if_error(await self._batched(name, language, text, time.perf_counter()))
         if not stress:
             words = strip_stress(words)
         return G2PResult.from_words(language, name, words)
@@ -113,7 +114,9 @@ class G2P:
 
     # Knobs from the user_config (`reconfigure`); build_g2p_app sets them from G2PArgs.
     @serve.batch
-    async def _batched(self, names: list[str], languages: list[str], texts: list[str]) -> list:
+    async def _batched(self, names: list[str], languages: list[str], texts: list[str],
+                       queued_at: list[float]) -> list:
+        self._metrics.batch_started(queued_at)
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for i, key in enumerate(zip(names, languages, strict=False)):
             groups[key].append(i)

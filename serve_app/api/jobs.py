@@ -102,7 +102,9 @@ async def run(endpoint_id: str, request: Request, runtime: RuntimeDep,
     submission = await read_submission(request, runtime, who,
                                        runtime.settings.run_body_limit_bytes)
     job = await runtime.service.submit(endpoint_id, submission, sync=False)
-    return {"id": job.id, "status": job.status.value}
+    # RunPod's answer: accepted into the queue, even when this replica claimed it at once
+    # (its first /status says IN_PROGRESS).
+    return {"id": job.id, "status": JobStatus.IN_QUEUE.value}
 
 
 @router.post("/runsync", response_model=JobStatusBody, response_model_exclude_unset=True,
@@ -116,7 +118,7 @@ async def runsync(endpoint_id: str, request: Request, runtime: RuntimeDep,
     job = await runtime.service.submit(endpoint_id, submission, sync=True)
     wait_ms = clamp_wait(wait, settings.runsync_wait_default_ms, settings.runsync_wait_min_ms,
                          settings.runsync_wait_max_ms)
-    job = await runtime.service.wait(endpoint_id, job.id, who.scope, wait_ms)
+    job = await runtime.service.wait(endpoint_id, job.id, who.scope, wait_ms, current=job)
     if job.status.terminal:
         return job.status_object()
     return {"id": job.id, "status": job.status.value}

@@ -20,13 +20,13 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from serve_app.jobs.endpoints import Endpoint, job_payload
 from serve_app.jobs.errors import JobFailed, WorkerLost, logged_internal_error
 from serve_app.jobs.metrics import JobMetrics
-from serve_app.jobs.model import Clock, Job, JobStatus, now_ms
+from serve_app.jobs.model import Claim, Clock, Job, JobStatus, now_ms
 from serve_app.jobs.settings import JobSettings
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.webhooks import WebhookDeliverer
@@ -59,6 +59,16 @@ class LeaseLost(Exception):
 
 
 @dataclass
+class _End:
+    """Waiters for one job's end, and when the store announced it."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    at: float = 0.0
+    #: the job as it ended, when it ended in this process
+    job: Job | None = None
+
+
+@dataclass
 class Run:
     job: Job
     #: until when the lease is surely ours: the last renewal plus the lease
@@ -84,9 +94,15 @@ class Dispatcher:
         self._renew_s = min(SUPERVISE_INTERVAL_S, settings.lease_s / 4)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._wake = {name: asyncio.Event() for name in endpoints}
+        #: when a submission first woke each endpoint's loop since its last claim
+        self._woken_at: dict[str, float] = {}
         self._wake_webhooks = asyncio.Event()
         self._running: dict[str, dict[str, asyncio.Task]] = {name: {} for name in endpoints}
-        self._ended: dict[str, asyncio.Event] = {}
+        #: whether jobs may wait in the store that this replica had no room for
+        self._backlog: dict[str, bool] = {name: True for name in endpoints}
+        #: slots promised to submissions in flight (`reserve`)
+        self._reserved: dict[str, int] = {name: 0 for name in endpoints}
+        self._ended: dict[str, _End] = {}
         self._loops: list[asyncio.Task] = []
         self._stopping = False
 
@@ -111,6 +127,7 @@ class Dispatcher:
 
     # -- signals from the service --------------------------------------------------------
     def wake(self, endpoint: str) -> None:
+        self._woken_at.setdefault(endpoint, time.perf_counter())
         self._wake[endpoint].set()
 
     def wake_webhooks(self) -> None:
@@ -125,29 +142,59 @@ class Dispatcher:
         if task is not None:
             task.cancel()
 
-    def _on_ended(self, job_id: str) -> None:
-        event = self._ended.pop(job_id, None)
-        if event is not None:
-            event.set()
+    def _on_ended(self, job_id: str, job: Job | None) -> None:
+        end = self._ended.pop(job_id, None)
+        if end is not None:
+            end.at, end.job = time.perf_counter(), job
+            end.event.set()
 
-    async def wait_ended(self, job_id: str, timeout_s: float) -> None:
+    async def wait_ended(self, job_id: str, timeout_s: float) -> Job | None:
         """Return when the store says the job ended, or after a poll interval (stores that
-        cannot announce ends on other replicas)."""
-        event = self._ended.setdefault(job_id, asyncio.Event())
+        cannot announce ends on other replicas): the ended job when it ended in this
+        process, else None (read it from the store)."""
+        end = self._ended.setdefault(job_id, _End())
         try:
-            await asyncio.wait_for(event.wait(), timeout=min(timeout_s,
-                                                             self._settings.poll_interval_s))
+            await asyncio.wait_for(end.event.wait(), timeout=min(timeout_s,
+                                                                 self._settings.poll_interval_s))
         except asyncio.TimeoutError:
-            pass
+            return None
+        self._metrics.stage("wake", time.perf_counter() - end.at)
+        return end.job
+
+    # -- a new job run at once, without the queue's round trip ---------------------------
+    def reserve(self, endpoint: str) -> Claim | None:
+        """A claim on a free slot of this replica for a job about to be submitted; give it
+        back with `adopt` (the store claimed the job) or `unreserve` (it queued it)."""
+        if not self._loops or self._stopping or self._free(endpoint) <= 0:
+            return None  # not running jobs (yet, or any more), or full
+        self._reserved[endpoint] += 1
+        return Claim(self.worker_id, self._lease_ms)
+
+    def adopt(self, endpoint: str, job: Job) -> None:
+        """Run `job`, which the store created claimed under a reservation of this replica."""
+        self._reserved[endpoint] -= 1
+        self._start(self._endpoints[endpoint], job)
+
+    def unreserve(self, endpoint: str) -> None:
+        self._reserved[endpoint] -= 1
+
+    def _free(self, endpoint: str) -> int:
+        spec = self._endpoints[endpoint].spec
+        return spec.max_concurrency - len(self._running[endpoint]) - self._reserved[endpoint]
+
+    def _start(self, endpoint: Endpoint, job: Job) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(endpoint, job))
+        self._running[endpoint.id][job.id] = task
+        task.add_done_callback(lambda _t, jid=job.id: self._job_done(endpoint.id, jid))
 
     # -- loops ---------------------------------------------------------------------------
     async def _endpoint_loop(self, endpoint: Endpoint) -> None:
-        wake, running = self._wake[endpoint.id], self._running[endpoint.id]
+        wake = self._wake[endpoint.id]
         # The loops also check the flag: on Python < 3.12 a `wait_for` whose event is set
         # as the task is cancelled swallows the cancellation.
         while not self._stopping:
             wake.clear()
-            free = endpoint.spec.max_concurrency - len(running)
+            free = self._free(endpoint.id)
             jobs: list[Job] = []
             if free > 0:
                 try:
@@ -155,19 +202,25 @@ class Dispatcher:
                                                    self._lease_ms, free)
                 except Exception:
                     logger.exception("claiming jobs for %s failed", endpoint.id)
+                # As many as there was room for: more may wait behind them.
+                self._backlog[endpoint.id] = len(jobs) == free
+            else:
+                self._backlog[endpoint.id] = True  # woken while full: a job waits
+            if jobs and (woken_at := self._woken_at.pop(endpoint.id, None)) is not None:
+                self._metrics.stage("handoff", time.perf_counter() - woken_at)
             for job in jobs:
-                task = asyncio.get_running_loop().create_task(self._execute(endpoint, job))
-                running[job.id] = task
-                task.add_done_callback(lambda _t, jid=job.id: self._job_done(endpoint.id, jid))
-            if not jobs:
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=self._settings.poll_interval_s)
-                except asyncio.TimeoutError:
-                    pass
+                self._start(endpoint, job)
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=self._settings.poll_interval_s)
+            except asyncio.TimeoutError:
+                pass
 
     def _job_done(self, endpoint: str, job_id: str) -> None:
         self._running[endpoint].pop(job_id, None)
-        self._wake[endpoint].set()
+        # A freed slot is worth a claim only if jobs may wait for it; otherwise new ones
+        # wake the loop themselves, and the poll finds the rest.
+        if self._backlog[endpoint]:
+            self._wake[endpoint].set()
 
     async def _sweep_loop(self) -> None:
         next_gauges = 0.0

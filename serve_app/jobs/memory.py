@@ -13,6 +13,7 @@ from typing import Any
 from serve_app.jobs.errors import NotRetryable, QueueFull
 from serve_app.jobs.model import (
     Attempt,
+    Claim,
     Clock,
     Delivery,
     DeliveryState,
@@ -35,7 +36,7 @@ class InMemoryJobStore(JobStore):
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, list[Any]] = {}
         self._deliveries: dict[str, Delivery] = {}
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str, Job | None], None]] = []
 
     # -- helpers -------------------------------------------------------------------------
     def _live(self, job_id: str) -> Job | None:
@@ -67,7 +68,7 @@ class InMemoryJobStore(JobStore):
                 id=delivery_id, job_id=ended.id, endpoint=ended.endpoint, url=ended.webhook,
                 payload=webhook_payload(ended), created_at=now, next_attempt_at=now)
         for listener in self._listeners:
-            listener(ended.id)
+            listener(ended.id, self._brief(ended))
         return ended
 
     def _requeue(self, job: Job, counted: int) -> Job:
@@ -79,7 +80,7 @@ class InMemoryJobStore(JobStore):
         return queued
 
     # -- the verbs -----------------------------------------------------------------------
-    async def create(self, job: NewJob, max_queue: int) -> Job:
+    async def create(self, job: NewJob, max_queue: int, claim: Claim | None = None) -> Job:
         queued = sum(1 for j in self._jobs.values()
                      if j.endpoint == job.endpoint and j.status is JobStatus.IN_QUEUE)
         if queued >= max_queue:
@@ -91,6 +92,11 @@ class InMemoryJobStore(JobStore):
                      execution_timeout_ms=job.execution_timeout_ms,
                      retention_ms=job.retention_ms, low_priority=job.low_priority,
                      webhook=job.webhook, s3_config=job.s3_config, owner=job.owner)
+        if claim is not None and queued == 0:
+            now = self._clock()
+            stored = _replace(stored, status=JobStatus.IN_PROGRESS, worker_id=claim.worker_id,
+                              lease=claim.new_lease(), lease_expires_at=now + claim.lease_ms,
+                              started_at=now)
         self._jobs[job.id] = stored
         return self._brief(stored)
 
@@ -266,7 +272,7 @@ class InMemoryJobStore(JobStore):
         return sorted((d for d in self._deliveries.values() if d.job_id == job_id),
                       key=lambda d: d.created_at)
 
-    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+    def watch_ended(self, on_ended: Callable[[str, Job | None], None]) -> None:
         self._listeners.append(on_ended)
 
     async def close(self) -> None:

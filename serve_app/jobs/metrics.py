@@ -21,3 +21,7 @@ class JobMetrics:
 
     def queue_state(self, endpoint: str, queued: int, running: int) -> None:
         """The store's current counts, the same whichever replica reads them."""
+
+    def stage(self, stage: str, seconds: float) -> None:
+        """Time one job spent in one stage of its path here (`handoff`, `call`, `wake`, or
+        `store_<method>` for one store statement); `bench/job_stages.py` reads them."""

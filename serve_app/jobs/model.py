@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -116,6 +117,18 @@ class NewJob:
     s3_config: dict | None = None
     owner: str | None = None
     created_at: int = field(default_factory=now_ms)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker asking to run a new job at once, if no job of its endpoint waits ahead of
+    it (see `JobStore.create`): saves the claim's round trip and the dispatcher's hop."""
+
+    worker_id: str
+    lease_ms: int
+
+    def new_lease(self) -> str:
+        return f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from serve_app.jobs.model import Clock, now_ms
+from serve_app.jobs.model import Clock, Job, now_ms
 from serve_app.jobs.sql import Query, SqlJobStore
 
 T = TypeVar("T")
@@ -77,21 +77,23 @@ class PostgresJobStore(SqlJobStore):
         for job_id in job_ids:
             q("SELECT pg_notify(?, ?)", (ENDED_CHANNEL, job_id))
 
-    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+    def watch_ended(self, on_ended: Callable[[str, Job | None], None]) -> None:
         super().watch_ended(on_ended)
         loop = asyncio.get_running_loop()
         self._listener = threading.Thread(target=self._listen, args=(loop, on_ended),
                                           name="jobstore-listen", daemon=True)
         self._listener.start()
 
-    def _listen(self, loop: asyncio.AbstractEventLoop, on_ended: Callable[[str], None]) -> None:
+    def _listen(self, loop: asyncio.AbstractEventLoop,
+                on_ended: Callable[[str, Job | None], None]) -> None:
         while not self._closed.is_set():
             try:
                 with self._psycopg.connect(self._dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {ENDED_CHANNEL}")
                     while not self._closed.is_set():
                         for note in conn.notifies(timeout=LISTEN_TICK_S):
-                            loop.call_soon_threadsafe(on_ended, note.payload)
+                            # Another replica's end (or this one's again): the id only.
+                            loop.call_soon_threadsafe(on_ended, note.payload, None)
             except Exception:
                 # Waiters still poll meanwhile; try again shortly.
                 logger.exception("listening for job ends failed; reconnecting")

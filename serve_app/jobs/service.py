@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from serve_app.jobs.dispatcher import Dispatcher
@@ -77,9 +77,23 @@ class JobService:
             owner=submission.owner,
             created_at=self._clock(),
         )
-        stored = await self._store.create(job, spec.max_queue)
+        # With a slot free here, the store claims the job for this replica as it stores it
+        # (unless jobs are queued ahead of it), and it starts without the queue's round trip.
+        claim = self._dispatcher.reserve(endpoint_id)
+        try:
+            stored = await self._store.create(job, spec.max_queue, claim)
+        except BaseException:
+            if claim is not None:
+                self._dispatcher.unreserve(endpoint_id)
+            raise
         self._metrics.submitted(endpoint_id)
-        self._dispatcher.wake(endpoint_id)
+        if claim is None or stored.status is JobStatus.IN_QUEUE:
+            if claim is not None:
+                self._dispatcher.unreserve(endpoint_id)
+            self._dispatcher.wake(endpoint_id)
+        else:
+            # The store returns no input (status answers never show it): run this one's.
+            self._dispatcher.adopt(endpoint_id, replace(stored, input=job.input))
         return stored
 
     async def status(self, endpoint_id: str, job_id: str, scope: str | None,
@@ -90,15 +104,18 @@ class JobService:
         return job
 
     async def wait(self, endpoint_id: str, job_id: str, scope: str | None,
-                   wait_ms: int) -> Job:
-        """The job once it ends, or as it stands when `wait_ms` runs out."""
+                   wait_ms: int, current: Job | None = None) -> Job:
+        """The job once it ends, or as it stands when `wait_ms` runs out. `current`: the
+        job as the caller just had it from the store (a submission), not read again."""
         deadline = self._clock() + wait_ms
+        job = current or await self._job(endpoint_id, job_id, scope)
         while True:
-            job = await self._job(endpoint_id, job_id, scope)
             remaining_s = (deadline - self._clock()) / 1000
             if job.status.terminal or remaining_s <= 0:
                 return job
-            await self._dispatcher.wait_ended(job_id, remaining_s)
+            # An end in this process comes with the job; otherwise read it.
+            job = await self._dispatcher.wait_ended(job_id, remaining_s) \
+                or await self._job(endpoint_id, job_id, scope)
 
     async def stream(self, endpoint_id: str, job_id: str, scope: str | None,
                      wait_ms: int) -> tuple[Job, list]:

@@ -16,6 +16,7 @@ from serve_app.jobs.errors import NotRetryable, QueueFull
 from serve_app.jobs.model import (
     TERMINAL,
     Attempt,
+    Claim,
     Clock,
     Delivery,
     DeliveryState,
@@ -164,7 +165,7 @@ class SqlJobStore(JobStore):
     def __init__(self, threads: int, clock: Clock) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobstore")
         self._clock = clock
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str, Job | None], None]] = []
 
     @abstractmethod
     def _transaction(self, work: Callable[[Query], T], write: bool = True) -> T:
@@ -185,7 +186,7 @@ class SqlJobStore(JobStore):
         """Tell other replicas' listeners, at commit. A no-op where the database cannot
         notify: their waiters find out by polling."""
 
-    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
+    def watch_ended(self, on_ended: Callable[[str, Job | None], None]) -> None:
         self._listeners.append(on_ended)
 
     async def _run(self, work: Callable[[Query], T], write: bool = True) -> T:
@@ -220,26 +221,35 @@ class SqlJobStore(JobStore):
         result); tell this replica's listeners once it committed."""
         ended, result = await self._run(work)
         for job in ended:
+            brief = dataclasses.replace(job, input=None)
             for listener in self._listeners:
-                listener(job.id)
+                listener(job.id, brief)
         return result
 
     # -- the verbs -----------------------------------------------------------------------
-    async def create(self, job: NewJob, max_queue: int) -> Job:
+    async def create(self, job: NewJob, max_queue: int, claim: Claim | None = None) -> Job:
         def work(q: Query) -> Job:
             (queued,) = q("SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND status = ?",
                           (job.endpoint, JobStatus.IN_QUEUE.value))[0]
             if queued >= max_queue:
                 raise QueueFull(f"endpoint {job.endpoint!r} has {queued} queued jobs "
                                 f"(limit {max_queue})")
+            status, worker, lease, lease_expires_at, started_at = \
+                JobStatus.IN_QUEUE, None, None, None, None
+            if claim is not None and queued == 0:
+                now = self._clock()
+                status, worker, lease, lease_expires_at, started_at = \
+                    JobStatus.IN_PROGRESS, claim.worker_id, claim.new_lease(), \
+                    now + claim.lease_ms, now
             rows = q(
                 "INSERT INTO jobs (id, endpoint, status, input, created_at, expires_at, "
-                "execution_timeout_ms, retention_ms, low_priority, webhook, s3_config, owner) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
-                (job.id, job.endpoint, JobStatus.IN_QUEUE.value, json.dumps(job.input),
+                "execution_timeout_ms, retention_ms, low_priority, webhook, s3_config, owner, "
+                "worker_id, lease, lease_expires_at, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
+                (job.id, job.endpoint, status.value, json.dumps(job.input),
                  job.created_at, job.created_at + job.ttl_ms, job.execution_timeout_ms,
                  job.retention_ms, int(job.low_priority), job.webhook, _dump(job.s3_config),
-                 job.owner),
+                 job.owner, worker, lease, lease_expires_at, started_at),
             )
             return row_to_job(rows[0])
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from serve_app.jobs.model import (
     Attempt,
+    Claim,
     Delivery,
     Job,
     JobQuery,
@@ -42,8 +43,10 @@ class JobStore(ABC):
     """
 
     @abstractmethod
-    async def create(self, job: NewJob, max_queue: int) -> Job:
-        """Store a queued job; raise QueueFull past `max_queue` queued jobs of its endpoint."""
+    async def create(self, job: NewJob, max_queue: int, claim: Claim | None = None) -> Job:
+        """Store a queued job; raise QueueFull past `max_queue` queued jobs of its endpoint.
+        With `claim`, and no job of its endpoint queued, store it claimed instead
+        (IN_PROGRESS under a new lease of `claim.worker_id`), in the same transaction."""
 
     @abstractmethod
     async def get(self, job_id: str) -> Job | None:
@@ -144,10 +147,10 @@ class JobStore(ABC):
         """The job's webhook deliveries with their attempts, oldest first."""
 
     @abstractmethod
-    def watch_ended(self, on_ended: Callable[[str], None]) -> None:
-        """From now on call `on_ended(job_id)`, on the running event loop, whenever a job
-        ends here or, where the store can tell, on another replica (possibly more than
-        once for one end)."""
+    def watch_ended(self, on_ended: Callable[[str, Job | None], None]) -> None:
+        """From now on call `on_ended(job_id, job)`, on the running event loop, whenever a
+        job ends here (`job` as it ended, its input left out) or, where the store can tell,
+        on another replica (`job` None; possibly more than once for one end)."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 
 from serve_app.jobs.memory import InMemoryJobStore
 from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Job, JobStatus
+from serve_app.jobs.service import Submission
 from tests.jobs.harness import FAST, FlakyStore, Scripted, ended, replica, submit, until
 
 
@@ -273,3 +275,64 @@ def test_an_expired_lease_is_reported_as_a_requeue() -> None:
 
 async def _reported(metrics: Recorded, event: tuple) -> bool:
     return event in metrics.events
+
+
+class CountingStore(InMemoryJobStore):
+    """Counts the store statements the job path makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    async def claim(self, *args: object, **kw: object) -> list[Job]:
+        self.calls["claim"] += 1
+        return await super().claim(*args, **kw)
+
+    async def get(self, *args: object, **kw: object) -> Job | None:
+        self.calls["get"] += 1
+        return await super().get(*args, **kw)
+
+
+def test_with_a_slot_free_a_job_starts_as_it_is_stored_and_its_waiter_reads_nothing() -> None:
+    """Insert-and-claim in one statement: no claim round trip, no dispatcher hop; the
+    waiter gets the ended job from the end itself, not from another read."""
+    async def main() -> None:
+        store, endpoint = CountingStore(), Scripted()
+        slow = FAST.model_copy(update={"poll_interval_s": 60})  # no idle polls to count
+        r = replica(store, endpoint, settings=slow, max_concurrency=2)
+        await asyncio.sleep(0.05)  # the loop's first claim (the store may hold old jobs)
+        store.calls.clear()
+        job = await r.service.submit("e", Submission(input={"x": 1}), sync=True)
+        # claimed as stored, and running here already
+        assert job.status is JobStatus.IN_PROGRESS and r.dispatcher.running_count("e") == 1
+        done = await r.service.wait("e", job.id, None, 5_000, current=job)
+        assert done.status is JobStatus.COMPLETED and done.output["echo"] == {"x": 1}
+        assert store.calls == {}, store.calls  # no claim, no read
+        await r.stop()
+
+    asyncio.run(main())
+
+
+def test_a_job_submitted_behind_queued_ones_waits_its_turn() -> None:
+    """With every slot taken the job queues (IN_QUEUE); a freed slot claims it, oldest
+    first, and a freed slot with nothing queued claims nothing."""
+    async def main() -> None:
+        store, endpoint = CountingStore(), Scripted()
+        slow = FAST.model_copy(update={"poll_interval_s": 60})
+        r = replica(store, endpoint, settings=slow, max_concurrency=1)
+        await asyncio.sleep(0.05)
+        first = await submit(r, sleep=0.1)
+        second, third = await submit(r, y=2), await submit(r, z=3)
+        assert (await store.get(first.id)).status is JobStatus.IN_PROGRESS
+        assert (await store.get(second.id)).status is JobStatus.IN_QUEUE
+        done = [await ended(r, j.id) for j in (first, second, third)]
+        assert [j.status for j in done] == [JobStatus.COMPLETED] * 3
+        assert done[1].started_at <= done[2].started_at  # in order
+        await asyncio.sleep(0.05)
+        store.calls.clear()
+        lone = await ended(r, (await submit(r, w=4)).id)
+        await asyncio.sleep(0.05)
+        assert lone.status is JobStatus.COMPLETED and store.calls["claim"] == 0
+        await r.stop()
+
+    asyncio.run(main())

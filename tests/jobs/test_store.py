@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from serve_app.jobs.errors import NotRetryable, QueueFull
-from serve_app.jobs.model import Attempt, DeliveryState, JobQuery, JobStatus, NewJob
+from serve_app.jobs.model import Attempt, Claim, DeliveryState, Job, JobQuery, JobStatus, NewJob
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.stores import open_store
 from tests.jobs.conftest import FakeClock
@@ -315,9 +315,9 @@ def test_a_finish_after_the_lease_was_lost_changes_nothing(store: JobStore,
 
 
 def test_ends_are_heard_by_this_replica(store: JobStore, clock: FakeClock) -> None:
-    async def main() -> list[str]:
-        heard: list[str] = []
-        store.watch_ended(heard.append)
+    async def main() -> list[tuple[str, Job | None]]:
+        heard: list[tuple[str, Job | None]] = []
+        store.watch_ended(lambda job_id, job: heard.append((job_id, job)))
         for job_id in ("done", "cancelled", "lost"):
             await store.create(new(job_id, clock), 10)
         (done,) = await store.claim("e", "w", 5_000, 1)
@@ -329,8 +329,34 @@ def test_ends_are_heard_by_this_replica(store: JobStore, clock: FakeClock) -> No
         await store.requeue_expired_leases(max_attempts=1)
         return heard
 
+    heard = run(main())
     # A store that also announces through the database may tell a listener twice.
-    assert list(dict.fromkeys(run(main()))) == ["done", "cancelled", "lost"]
+    assert list(dict.fromkeys(job_id for job_id, _ in heard)) == ["done", "cancelled", "lost"]
+    # An end made here comes with the job as it ended (a waiter need not read it again).
+    here = {job_id: job for job_id, job in heard if job is not None}
+    assert {k: (j.status, j.output, j.input) for k, j in here.items()} == {
+        "done": (JobStatus.COMPLETED, 1, None), "cancelled": (JobStatus.CANCELLED, None, None),
+        "lost": (JobStatus.FAILED, None, None)}
+
+
+def test_a_new_job_is_claimed_as_it_is_stored_only_with_none_queued_ahead(
+        store: JobStore, clock: FakeClock) -> None:
+    claim = Claim("w1", 5_000)
+    first = run(store.create(new("first", clock), 10, claim))
+    assert first.status is JobStatus.IN_PROGRESS and first.worker_id == "w1"
+    assert first.lease and first.lease.startswith("w1/") and first.started_at == clock()
+    assert first.lease_expires_at == clock() + 5_000 and first.input is None
+    # its lease is a lease like a claim's: renewable, and the job finishes under it
+    assert run(store.renew("first", first.lease, 5_000)) is not None
+    run(store.create(new("queued", clock), 10))  # no claim: queued
+    behind = run(store.create(new("behind", clock), 10, claim))
+    assert behind.status is JobStatus.IN_QUEUE and behind.lease is None  # FIFO kept
+    (claimed,) = run(store.claim("e", "w2", 5_000, 1))
+    assert claimed.id == "queued"  # the older queued job goes first
+    assert run(store.finish("first", first.lease, JobStatus.COMPLETED, "ok", None)).output == "ok"
+    # the queue-full check counts as before
+    with pytest.raises(QueueFull):
+        run(store.create(new("over", clock), 1, claim))
 
 
 def test_other_replicas_hear_of_job_ends(shared_store_url: str) -> None:
@@ -342,7 +368,12 @@ def test_other_replicas_hear_of_job_ends(shared_store_url: str) -> None:
 
     async def main() -> list[str]:
         heard: asyncio.Queue[str] = asyncio.Queue()
-        other.watch_ended(heard.put_nowait)
+
+        def on_ended(job_id: str, job: Job | None) -> None:
+            assert job is None  # another replica's end: the id only
+            heard.put_nowait(job_id)
+
+        other.watch_ended(on_ended)
         await asyncio.sleep(0.5)  # the listener is connected
         for job_id in ("done", "cancelled", "lost"):
             await worker.create(new(job_id, clock), 10)
