@@ -164,6 +164,19 @@ async def measure(call: Callable[[aiohttp.ClientSession], Awaitable[object]], ba
     return statistics.median(latencies) * 1000, p99 * 1000, total / wall, cpu / total * 1000
 
 
+def use_shipped_serve_settings() -> dict[str, str]:
+    """Set, for the Ray this process starts, the Serve switches `configs/serve.yaml` gives
+    its controller (`controller_options.runtime_env.env_vars`: the proxy and Serve's
+    request path), as `serve run configs/serve.yaml` would; they are returned."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "serve.yaml")
+                            .read_text())
+    env = config.get("controller_options", {}).get("runtime_env", {}).get("env_vars", {})
+    os.environ.update(env)
+    return env
+
+
 def start_app(extra_args: dict, ray_options: dict | None = None) -> str:
     """Ray, Serve on a free port and the G2P endpoint (plus `extra_args`) with a fresh
     SQLite store; the base URL."""

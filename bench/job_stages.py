@@ -48,7 +48,10 @@ from bench.facade_overhead import direct, run_and_long_poll, runsync  # noqa: E4
 from bench.fair_load import compete_fairly  # noqa: E402
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-SETTLE_S = 45
+SETTLE_S = 90
+#: what must stop changing before a scrape counts: the requests, not the idle polls
+SETTLE_ON = ("ray_serve_deployment_processing_latency_ms_count", "ray_rsp_job_stage_ms_count",
+             "ray_rsp_model_inference_ms_count")
 
 
 def scrape(port: int) -> Metrics:
@@ -69,6 +72,12 @@ def delta(before: Metrics, after: Metrics) -> Metrics:
     return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
 
 
+def requests_seen(m: Metrics) -> dict:
+    return {key: v for key, v in m.items() if key[0] in SETTLE_ON
+            and not any(v.startswith("store_") and v not in ("store_create", "store_finish")
+                        for _, v in key[1])}
+
+
 def settled(port: int, before: Metrics, requests: int) -> Metrics:
     """The metrics once the ingress has reported at least `requests` requests and two
     scrapes a few seconds apart agree (Ray exports them every few seconds)."""
@@ -79,7 +88,7 @@ def settled(port: int, before: Metrics, requests: int) -> Metrics:
         seen = sum(v for (name, labels), v in now.items()
                    if name == "ray_serve_deployment_processing_latency_ms_count"
                    and ("deployment", "Ingress") in labels)
-        if seen >= requests and now == last:
+        if seen >= requests and last is not None and requests_seen(now) == requests_seen(last):
             return now
         last = now
         time.sleep(3)
@@ -93,7 +102,7 @@ def quiet(port: int) -> Metrics:
     while time.monotonic() < deadline:
         time.sleep(3)
         now = scrape(port)
-        if now == last:
+        if requests_seen(now) == requests_seen(last):
             return now
         last = now
     raise TimeoutError(f"the metrics did not settle within {SETTLE_S} s")
@@ -214,10 +223,10 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from bench.facade_overhead import start_app
+    from bench.facade_overhead import start_app, use_shipped_serve_settings
     from tests.conftest import free_port
 
-    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # as configs/serve.yaml runs it
+    use_shipped_serve_settings()  # as `serve run configs/serve.yaml` runs
     metrics_port = free_port()
     base = start_app({}, ray_options={"_metrics_export_port": metrics_port})
     compete_fairly()

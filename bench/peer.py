@@ -43,6 +43,7 @@ from bench.facade_overhead import (  # noqa: E402
     run_and_long_poll,
     runsync,
     start_app,
+    use_shipped_serve_settings,
 )
 from bench.fair_load import RAY_WORKER_NICENESS, compete_fairly  # noqa: E402
 
@@ -97,9 +98,7 @@ def main() -> None:
                    lambda c: c.post("/ipa", json=TEXT).status_code),
     ]
     try:
-        # The shipped config's proxy: set where Ray starts, as configs/serve.yaml does for
-        # the controller.
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        shipped = use_shipped_serve_settings()  # as `serve run configs/serve.yaml` runs
         base = start_app({})
         compete_fairly()
         modes: dict[str, tuple[Callable[[aiohttp.ClientSession], Awaitable[object]], str]] = {
@@ -109,8 +108,8 @@ def main() -> None:
             "this: /run + status-sync": (run_and_long_poll, base),
             "this: direct /ipa": (direct, base),
         }
-        print(f"cores: {os.cpu_count()}; proxy: HAProxy; store: SQLite; "
-              f"{opts.rounds} interleaved rounds, medians")
+        print(f"cores: {os.cpu_count()}; Serve settings: {shipped or 'defaults'}; "
+              f"store: SQLite; {opts.rounds} interleaved rounds, medians")
         print(f"{'server':<26}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}{'cpu ms':>8}"
               f"{'p50/rp':>8}{'req/s/rp':>10}")
         for concurrency, total in ((1, opts.requests_c1), (32, opts.requests_c32)):

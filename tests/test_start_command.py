@@ -314,8 +314,12 @@ def test_readme_start_command_serves_every_endpoint_in_time(
             raise AssertionError(f"{exc}\nlast lines of `{START_COMMAND}`:\n"
                                  f"{log_tail(log)}") from exc
     ready_s = max(done.values()) - started_at
-    assert any("raylet" in command_line(pid) for pid in session_pids(server.pid)), (
+    commands = [command_line(pid) for pid in session_pids(server.pid)]
+    assert any("raylet" in c for c in commands), (
         "no raylet in `serve run`'s session: it joined a Ray cluster started elsewhere")
+    # configs/serve.yaml switches Serve to its HAProxy proxy from the config alone
+    assert any(c.split(" ")[0].endswith("/haproxy") for c in commands), (
+        "no haproxy in `serve run`'s session: Serve runs its Python proxy")
     slowest = ", ".join(f"{name} {t - started_at:.1f} s" for name, t in
                         sorted(done.items(), key=lambda item: -item[1])[:4])
     assert ready_s <= READY_WITHIN_S, (

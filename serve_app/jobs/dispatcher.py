@@ -66,6 +66,7 @@ class _End:
     at: float = 0.0
     #: the job as it ended, when it ended in this process
     job: Job | None = None
+    waiting: int = 0
 
 
 @dataclass
@@ -153,11 +154,17 @@ class Dispatcher:
         cannot announce ends on other replicas): the ended job when it ended in this
         process, else None (read it from the store)."""
         end = self._ended.setdefault(job_id, _End())
+        end.waiting += 1
         try:
             await asyncio.wait_for(end.event.wait(), timeout=min(timeout_s,
                                                                  self._settings.poll_interval_s))
         except asyncio.TimeoutError:
             return None
+        finally:
+            end.waiting -= 1
+            # A job that ends elsewhere, or never, must not leave its entry behind.
+            if not end.waiting and self._ended.get(job_id) is end:
+                del self._ended[job_id]
         self._metrics.stage("wake", time.perf_counter() - end.at)
         return end.job
 
