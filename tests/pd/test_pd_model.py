@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from deployments.pd.config import DEFAULT_WEIGHTS_URI
-from deployments.pd.evaluate import HELD_OUT_SEED, evaluate, match_regions, score_regions
+from deployments.pd.evaluate import (
+    HELD_OUT_SEED,
+    TARGET_IOU,
+    evaluate,
+    match_regions,
+    score_regions,
+)
 from deployments.pd.inference import PDModel
 from deployments.pd.model import UNet1D, count_parameters, load_from_uri, load_unet1d
 from deployments.pd.processing import PreprocessParams, Region, SegmentSettings, preprocess
@@ -66,6 +72,17 @@ def test_region_matching_is_one_to_one_at_iou_half() -> None:
     assert scores["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 0))
     assert scores["mean_iou"] == pytest.approx((0.9 + 0.6) / 2)
     assert score_regions([[Region(0, 10)]], [[Region(6, 16)]])["f1"] == 0.0  # IoU 1/4
+
+
+def test_region_matching_at_the_issues_iou() -> None:
+    """At IoU 0.2 (issue 14's threshold) a pair overlapping by a quarter matches, one of
+    a tenth does not, and matching stays one to one."""
+    assert TARGET_IOU == 0.2
+    assert score_regions([[Region(0, 10)]], [[Region(6, 16)]], TARGET_IOU)["f1"] == 1.0
+    assert score_regions([[Region(0, 10)]], [[Region(8, 19)]], TARGET_IOU)["f1"] == 0.0
+    # two fragments of one pulse: one matches, the other is a false positive
+    scores = score_regions([[Region(0, 100)]], [[Region(0, 40), Region(60, 100)]], TARGET_IOU)
+    assert (scores["precision"], scores["recall"]) == (0.5, 1.0)
 
 
 def test_shipped_checkpoint_finds_pulses_in_fresh_signals() -> None:

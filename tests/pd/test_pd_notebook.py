@@ -23,8 +23,10 @@ def test_pd_notebook(pd_base: str) -> None:
     # they match the true pulses (one to one, IoU >= 0.5)
     matched, true_pulses = map(int, re.search(
         r"^matched (\d+) of (\d+) true pulses$", text, re.M).groups())
+    # recall and precision of this one sample at least 0.8 (the model's quality on whole
+    # generator families is measured by `python -m deployments.pd.evaluate`)
     assert true_pulses >= 3 and matched >= 0.8 * true_pulses, (matched, true_pulses)
-    assert total <= true_pulses + 1  # few false alarms
+    assert matched >= 0.8 * total, (matched, total)
     # the matplotlib figure (signal, truth, found regions) was displayed
     images = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(images) == 1
