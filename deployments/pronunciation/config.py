@@ -46,8 +46,9 @@ class AssessmentArgs(BaseModel):
     call_timeout_s: float = Field(120.0, gt=0)
     #: weight of the GOP confidence against "was it recognized" in phone credit
     gop_weight: float = Field(1.0, ge=0, le=1)
-    #: words scoring below this are "mispronounced"
-    word_threshold: float = Field(60.0, ge=0, le=100)
+    #: words scoring below this are "mispronounced"; None: the calibrated threshold
+    #: (calibration.json, fitted by evalset/calibrate.py), or 60 where phones have no GOP
+    word_threshold: float | None = Field(None, ge=0, le=100)
     max_text_chars: int = Field(1000, ge=1)
 
 

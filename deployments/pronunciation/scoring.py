@@ -7,21 +7,34 @@ choice it pairs similar sounds), and counted:
     PER      = (S + D + I) / N_ref
     accuracy = (N_ref - S - D) / N_ref
 
-Each reference phone earns credit 1 when recognized, else 0. Where the backend gives a
-GOP-style confidence for it (forced alignment), the credit blends that in with weight
-`gop_weight` (default 1: the confidence alone). pocketsphinx's phone loop hears about
-40% of correctly spoken phones as something else (PER ~0.4 on clear synthetic
-speech), too noisy to judge single words by; its aligner's acoustic evidence is not.
-A word's score is its phones' mean credit, less a penalty per inserted phone, times
-100; the overall score is the phone-weighted mean of the word scores. PER and accuracy
-always come from the recognized phones alone.
+Word verdicts come from goodness of pronunciation where the backend gives it
+(pocketsphinx: each reference phone's log-likelihood ratio against the free phone loop
+over its aligned frames, `AlignedPhone.lpr`). Each phone has a class (function-word
+vowel or consonant, stressed vowel, reduced vowel, stop, fricative, nasal, approximant)
+with a threshold calibrated on the evaluation set's calibration voices
+(calibration.json, from evalset/calibrate.py): the same small quantile of that class's
+GOP over correctly read words, so a function word's weak vowel is judged against weak
+vowels; narrowband audio (8/11 kHz sources, where fricatives score far lower) has its
+own set. A phone's credit is a logistic of its GOP about its class threshold (0.5 at the
+threshold), blended with "was it recognized" by `gop_weight` (default 1: GOP alone); a
+word's score is 100 x its lowest phone credit, and it is mispronounced under the
+calibrated word threshold (50: some phone below its class threshold) unless the caller
+sets `word_threshold`.
+
+Without GOP (POWSM, a failed alignment) the rule of before calibration applies: credit 1
+per recognized phone (or the aligner's 0..1 confidence), a penalty per inserted phone,
+the mean times 100, mispronounced under 60. The overall score is the phone-weighted mean
+of the word scores. PER and accuracy always come from the recognized phones alone.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -51,6 +64,67 @@ _TOKEN_MAP = {
 #: modifier letters that belong to the preceding symbol when segmenting plain IPA
 _MODIFIERS = set("ːˑʰʷʲˠˤ˞ⁿˡ")
 SUB_BASE_COST = 0.25
+
+
+#: English function words: their vowels are reduced and their consonants short in fluent
+#: speech, so they are judged against their own calibrated thresholds
+FUNCTION_WORDS = frozenset("""
+a an the this that these those some any each every no my your his her its our their
+i me you he him she it we us they them who whom whose which what there here
+in on at to of for from by with about into onto over under after before during through
+between against without within upon off out up down than as like near since until
+and or but nor so yet if because while when where though although
+is am are was were be been being do does did have has had will would shall should can
+could may might must not to
+""".split())
+_VOWEL_LETTERS = set("aeiouyɑɒæɐəɛɜɚɝɪɨʊʉʌɔøœɤɯʏɘɵ")
+_PHONE_CLASSES = {
+    "stop": {"p", "b", "t", "d", "k", "ɡ", "ʔ", "ɾ"},
+    "fricative": {"f", "v", "θ", "ð", "s", "z", "ʃ", "ʒ", "h", "x", "ç", "tʃ", "dʒ", "ts", "dz"},
+    "nasal": {"m", "n", "ŋ", "ɲ", "m̩", "n̩"},
+    "approximant": {"l", "ɹ", "w", "j", "ɫ", "l̩", "ʍ"},
+}
+PHONE_CLASSES = ("function_vowel", "function_consonant", "vowel", "reduced", "stop",
+                 "fricative", "nasal", "approximant", "consonant")
+
+
+def is_vowel(phone: str) -> bool:
+    return bool(phone) and unicodedata.normalize("NFD", phone)[0] in _VOWEL_LETTERS
+
+
+def phone_class(phone: str, *, function_word: bool = False, stressed: bool | None = None) -> str:
+    """The calibration class of a (normalized) phone. `stressed`: None when the
+    canonical phones carry no stress marks at all (then vowels are full vowels)."""
+    vowel = is_vowel(phone)
+    if function_word:
+        return "function_vowel" if vowel else "function_consonant"
+    if vowel:
+        return "reduced" if stressed is False else "vowel"
+    base = unicodedata.normalize("NFD", phone)
+    for candidate in (phone, base[:1]):  # the whole phone (dʒ), else its base letter
+        for name, members in _PHONE_CLASSES.items():
+            if candidate in members:
+                return name
+    return "consonant"
+
+
+def word_classes(word: str, raw_phones: list[str]) -> list[str]:
+    """Classes of a canonical word's normalized phones, read off its raw (stress-marked)
+    phones: an unstressed vowel of a word that marks stress somewhere is reduced."""
+    function_word = word.lower().strip(".,!?;:\"'()") in FUNCTION_WORDS
+    marked = any(m in p for p in raw_phones for m in "ˈˌ")
+    classes: list[str] = []
+    carry = False
+    for raw in raw_phones:
+        stressed = carry or any(m in raw for m in "ˈˌ")
+        phone = normalize_phone(raw)
+        if not phone:
+            carry = stressed  # a stress mark standing alone belongs to the next phone
+            continue
+        carry = False
+        classes.append(phone_class(phone, function_word=function_word,
+                                   stressed=stressed if marked else None))
+    return classes
 
 
 def normalize_phone(phone: str) -> str:
@@ -164,6 +238,10 @@ class _RefPhone:
     start: float | None = None
     end: float | None = None
     confidence: float | None = None
+    #: GOP (log posterior ratio against the free phone loop, nats/frame), when aligned
+    lpr: float | None = None
+    #: calibration class (function-word vowel, reduced vowel, stop, ...)
+    klass: str = ""
 
 
 def _attach_alignment(words: list[CanonicalWord], aligned: list[AlignedWord],
@@ -194,21 +272,40 @@ def _attach_alignment(words: list[CanonicalWord], aligned: list[AlignedWord],
             if op in ("match", "substitution"):
                 mine[i].start, mine[i].end = forced[j].start, forced[j].end
                 mine[i].confidence = forced[j].confidence
+                mine[i].lpr = forced[j].lpr
         # A G2P phone the aligner's dictionary lacks takes the word's mean confidence.
         mean = float(np.mean([p.confidence for p in forced])) if forced else None
+        lprs = [p.lpr for p in forced if p.lpr is not None]
         for p in mine:
             if p.confidence is None:
                 p.confidence = mean
+            if p.lpr is None and lprs:
+                p.lpr = float(np.mean(lprs))
     return by_word
 
 
 def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: float = 1.0,
-          word_threshold: float = 60.0) -> AssessmentScores:
-    """Compare the canonical phones of `words` with what the recognizer heard."""
+          word_threshold: float | None = None,
+          calibration: dict | None | bool = True) -> AssessmentScores:
+    """Compare the canonical phones of `words` with what the recognizer heard.
+
+    `word_threshold`: words scoring below it are mispronounced; None: the calibrated
+    threshold (or 60 for phones without GOP). `calibration`: True loads the committed
+    calibration.json, a dict gives one (evalset/calibrate.py), None/False scores without.
+    """
+    if calibration is True:
+        calibration = load_calibration()
+    calibration = calibration or None
+    if calibration and recognition.narrowband and "classes_narrowband" in calibration:
+        calibration = {**calibration, "classes": calibration["classes_narrowband"]}
     # Words left with no phones (G2P's punctuation "words", for one) have nothing to score.
-    words = [w for w in (CanonicalWord(word=w.word, phones=normalize_phones(w.phones))
-                         for w in words) if w.phones]
-    ref = [_RefPhone(phone, index) for index, word in enumerate(words) for phone in word.phones]
+    classes = [word_classes(w.word, w.phones) for w in words]
+    kept = [(CanonicalWord(word=w.word, phones=normalize_phones(w.phones)), c)
+            for w, c in zip(words, classes, strict=True)]
+    kept = [(w, c) for w, c in kept if w.phones]
+    words = [w for w, _ in kept]
+    ref = [_RefPhone(phone, index, klass=klass) for index, (word, cls) in enumerate(kept)
+           for phone, klass in zip(word.phones, cls, strict=True)]
     if not ref:
         raise InputError("the reference text has no words to pronounce")
     hyp: list[RecognizedPhone] = [
@@ -231,10 +328,11 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
         phones.append(PhoneResult(
             op=op, expected=r.phone if r else None, recognized=h.phone if h else None,
             word_index=r.word if r else last_word, start=start, end=end,
-            confidence=r.confidence if r else None))
+            confidence=r.confidence if r else None,
+            gop=round(r.lpr, 3) if r is not None and r.lpr is not None else None))
 
     word_results = [_word_result(index, word, phones, ref, aligned_words.get(index), gop_weight,
-                                 word_threshold)
+                                 word_threshold, calibration)
                     for index, word in enumerate(words)]
     n_ref = len(ref)
     counts = {op: sum(p.op == op for p in phones)
@@ -257,28 +355,67 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
     )
 
 
+#: the word threshold when phones come without GOP (or without calibration): the
+#: recognized-phones rule of before calibration
+LEGACY_WORD_THRESHOLD = 60.0
+CALIBRATION_FILE = Path(__file__).parent / "calibration.json"
+
+
+@lru_cache(maxsize=4)
+def load_calibration(path: str | None = None) -> dict | None:
+    """Calibrated GOP thresholds (evalset/calibrate.py writes them); None when absent."""
+    file = Path(path) if path else CALIBRATION_FILE
+    if not file.exists():
+        return None
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def phone_credit(gop: float, klass: str, calibration: dict) -> float:
+    """0..1: a logistic of the phone's GOP about its class's calibrated threshold (0.5 at
+    the threshold, 0.9 at the class's median for correctly read phones)."""
+    classes = calibration["classes"]
+    c = classes.get(klass) or classes["default"]
+    z = (gop - c["threshold"]) / c["scale"]
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
 def _word_result(index: int, word: CanonicalWord, phones: list[PhoneResult],
                  ref: list[_RefPhone], aligned: AlignedWord | None, gop_weight: float,
-                 threshold: float) -> WordResult:
+                 threshold: float | None,
+                 calibration: dict | None = None) -> WordResult:
     mine = [p for p in phones if p.word_index == index]
     counts = {op: sum(p.op == op for p in mine)
               for op in ("match", "substitution", "deletion", "insertion")}
     own_ref = [p for p in ref if p.word == index]
     confidences = [p.confidence for p in own_ref if p.confidence is not None]
-    has_gop = len(confidences) == len(own_ref)
-    credit = 0.0
-    for p in mine:
-        if p.op == "insertion":
-            continue
-        heard = 1.0 if p.op == "match" else 0.0
-        credit += (gop_weight * p.confidence + (1 - gop_weight) * heard) if has_gop else heard
-    credit -= counts["insertion"] * ((1 - gop_weight) if has_gop else 1.0)
-    value = round(100 * max(credit, 0.0) / len(own_ref), 1)
     heard_any = counts["match"] + counts["substitution"] > 0
-    confident = has_gop and float(np.mean(confidences)) >= 0.5
+    calibrated = calibration is not None and all(p.lpr is not None for p in own_ref)
+    if calibrated:
+        # Each phone's calibrated GOP credit (blended with "was it heard" by gop_weight);
+        # the word is as good as its calibrated aggregate of them (min: its worst phone).
+        heard = [1.0 if p.op == "match" else 0.0 for p in mine if p.op != "insertion"]
+        credits = [gop_weight * phone_credit(r.lpr, r.klass, calibration)
+                   + (1 - gop_weight) * h for r, h in zip(own_ref, heard, strict=True)]
+        aggregate = min if calibration.get("aggregate", "min") == "min" else np.mean
+        value = round(100 * float(aggregate(credits)), 1)
+        confident = float(np.mean(credits)) >= 0.5
+        limit = calibration["word_threshold"] if threshold is None else threshold
+    else:
+        has_gop = len(confidences) == len(own_ref)
+        credit = 0.0
+        for p in mine:
+            if p.op == "insertion":
+                continue
+            heard_one = 1.0 if p.op == "match" else 0.0
+            credit += ((gop_weight * p.confidence + (1 - gop_weight) * heard_one) if has_gop
+                       else heard_one)
+        credit -= counts["insertion"] * ((1 - gop_weight) if has_gop else 1.0)
+        value = round(100 * max(credit, 0.0) / len(own_ref), 1)
+        confident = has_gop and float(np.mean(confidences)) >= 0.5
+        limit = LEGACY_WORD_THRESHOLD if threshold is None else threshold
     if not heard_any and not confident:
         verdict = "missing"
-    elif value >= threshold:
+    elif value >= limit:
         verdict = "correct"
     else:
         verdict = "mispronounced"
@@ -288,7 +425,7 @@ def _word_result(index: int, word: CanonicalWord, phones: list[PhoneResult],
     return WordResult(
         index=index, word=word.word, expected_phones=word.phones,
         recognized_phones=[p.recognized for p in mine if p.recognized],
-        score=value, verdict=verdict, matches=counts["match"],
+        score=min(max(value, 0.0), 100.0), verdict=verdict, matches=counts["match"],
         substitutions=counts["substitution"], deletions=counts["deletion"],
         insertions=counts["insertion"], start=start, end=end,
         confidence=round(float(np.mean(confidences)), 4) if confidences else None,

@@ -29,6 +29,11 @@ class AlignedPhone(BaseModel):
     end: float
     gop: float
     confidence: float = Field(ge=0, le=1)
+    #: GOP proper (Witt & Young): log-likelihood ratio (nats/frame, <= 0) of this phone
+    #: against the free phone loop over the same frames. None from backends without it.
+    lpr: float | None = None
+    #: frames (10 ms) the aligner gave the phone
+    frames: int | None = None
 
 
 class AlignedWord(BaseModel):
@@ -48,6 +53,9 @@ class Recognition(BaseModel):
     alignment: list[AlignedWord] | None = None
     warnings: list[str] = Field(default_factory=list)
     decode_s: float = 0.0
+    #: the audio holds nothing above ~5.5 kHz (an 8 or 11 kHz source): fricatives then
+    #: score lower, and the calibration has thresholds of its own for it
+    narrowband: bool | None = None
 
 
 class CanonicalWord(BaseModel):
@@ -71,6 +79,9 @@ class PhoneResult(BaseModel):
     start: float | None = None
     end: float | None = None
     confidence: float | None = None
+    #: goodness of pronunciation (nats/frame, <= 0; 0 = as good as the free phone loop),
+    #: when the backend aligns
+    gop: float | None = None
 
 
 class WordResult(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -57,7 +58,9 @@ def test_box_recording_flags_fox(backend: PocketsphinxBackend) -> None:
     assert next(w for w in own.words if w.word == "box").verdict == "correct"
 
 
-def test_hypothesis_does_not_come_from_the_reference(backend: PocketsphinxBackend) -> None:
+@pytest.mark.parametrize("hypothesis", ["words", "phones"])
+def test_hypothesis_does_not_come_from_the_reference(hypothesis: str) -> None:
+    backend = PocketsphinxBackend(hypothesis=hypothesis)
     audio, _ = sf.read(FIXTURES / "box.wav", dtype="float32")
     with_text = backend.recognize(audio, "en-us", FOX)
     without = backend.recognize(audio, "en-us", None)
@@ -70,6 +73,19 @@ def test_hypothesis_does_not_come_from_the_reference(backend: PocketsphinxBacken
     assert starts == sorted(starts) and with_text.phones[-1].end <= 3.2
 
 
+def test_auto_hypothesis(backend: PocketsphinxBackend) -> None:
+    """"auto" (the default): the word decode's phones when a text is given (GOP judges
+    the words), the phone loop's without one (the hypothesis alone judges them)."""
+    audio, _ = sf.read(FIXTURES / "box.wav", dtype="float32")
+    words = PocketsphinxBackend(hypothesis="words").recognize(audio, "en-us", None)
+    loop = PocketsphinxBackend(hypothesis="phones").recognize(audio, "en-us", None)
+    assert [p.phone for p in words.phones] != [p.phone for p in loop.phones]
+    assert ([p.phone for p in backend.recognize(audio, "en-us", FOX).phones]
+            == [p.phone for p in words.phones])
+    assert ([p.phone for p in backend.recognize(audio, "en-us", None).phones]
+            == [p.phone for p in loop.phones])
+
+
 def test_unaligned_words_and_languages(backend: PocketsphinxBackend) -> None:
     audio, _ = sf.read(FIXTURES / "fox.wav", dtype="float32")
     result = backend.recognize(audio, "en-us", FOX + " zqxv")
@@ -77,3 +93,30 @@ def test_unaligned_words_and_languages(backend: PocketsphinxBackend) -> None:
     assert result.alignment is not None and len(result.alignment) == 9
     with pytest.raises(InputError, match="only knows English"):
         backend.recognize(audio, "de", None)
+
+
+def test_gop_of_the_swapped_phone(backend: PocketsphinxBackend) -> None:
+    """GOP (forced phone vs free phone loop, nats/frame) of fox's f: near 0 where f was
+    said, far below where b was."""
+    said_b = assess(backend, "box", FOX)
+    said_f = assess(backend, "fox", FOX)
+    gop = {name: next(p.gop for p in r.phones if p.expected == "f")
+           for name, r in (("box", said_b), ("fox", said_f))}
+    assert gop["box"] is not None and gop["fox"] is not None
+    assert gop["box"] < -5 < -2 < gop["fox"], gop
+
+
+def test_alignment_survives_long_silences(backend: PocketsphinxBackend) -> None:
+    # pocketsphinx 5.1's word-then-state alignment failed on recordings like this one
+    audio, _ = sf.read(FIXTURES / "fox.wav", dtype="float32")
+    rng = np.random.default_rng(0)
+    pad = (rng.standard_normal(16_000) * 1e-3).astype("float32")
+    result = backend.recognize(np.concatenate([pad, audio, pad]), "en-us", FOX)
+    assert result.alignment is not None, result.warnings
+    assert [w.word for w in result.alignment] == FOX.split()
+    assert result.alignment[0].start >= 0.9 and result.alignment[-1].end <= 4.3
+
+
+def test_unknown_hypothesis_is_refused() -> None:
+    with pytest.raises(ValueError, match="hypothesis"):
+        PocketsphinxBackend(hypothesis="letters")

@@ -109,3 +109,73 @@ def test_gop_confidence_drives_word_score_and_times() -> None:
 def test_empty_reference_is_refused() -> None:
     with pytest.raises(InputError, match="no words to pronounce"):  # the caller's, a 4xx
         score([CanonicalWord(word=",", phones=["|"])], rec(["a"]))
+
+
+def test_phone_classes() -> None:
+    from deployments.pronunciation.scoring import word_classes
+
+    assert word_classes("the", ["ð", "ə"]) == ["function_consonant", "function_vowel"]
+    assert word_classes("seven", ["s", "ˈɛ", "v", "ə", "n"]) == [
+        "fricative", "vowel", "fricative", "reduced", "nasal"]
+    assert word_classes("judge", ["d͡ʒ", "ˈʌ", "d͡ʒ"]) == ["fricative", "vowel", "fricative"]
+    # no stress marks anywhere (plain target IPA): vowels are full vowels
+    assert word_classes("cat", ["k", "æ", "t"]) == ["stop", "vowel", "stop"]
+
+
+CALIBRATION = {
+    "classes": {
+        "function_vowel": {"threshold": -9.0, "scale": 3.0},
+        "function_consonant": {"threshold": -6.0, "scale": 2.0},
+        "vowel": {"threshold": -5.0, "scale": 2.0},
+        "stop": {"threshold": -6.0, "scale": 2.0},
+        "fricative": {"threshold": -8.0, "scale": 3.0},
+        "default": {"threshold": -7.0, "scale": 2.5},
+    },
+    "aggregate": "min",
+    "word_threshold": 50.0,
+}
+
+
+def gop_phone(p: str, start: float, lpr: float) -> AlignedPhone:
+    return AlignedPhone(phone=p, start=start, end=start + 0.1, gop=lpr, confidence=0.5,
+                        lpr=lpr, frames=10)
+
+
+def test_calibrated_gop_verdicts() -> None:
+    words = [CanonicalWord(word="the", phones=["ð", "ə"]),
+             CanonicalWord(word="fox", phones=["f", "ˈɑ", "k", "s"])]
+    alignment = [
+        # "the": its reduced vowel at -7 would fail a stressed vowel's -5, not its own -9
+        AlignedWord(word="the", start=0.0, end=0.2, phones=[
+            gop_phone("ð", 0.0, -1.0), gop_phone("ʌ", 0.1, -7.0)]),
+        # "fox" said as "box": the f fits badly, the rest well
+        AlignedWord(word="fox", start=0.2, end=0.6, phones=[
+            gop_phone("f", 0.2, -11.0), gop_phone("ɑ", 0.3, -0.5),
+            gop_phone("k", 0.4, -1.0), gop_phone("s", 0.5, -0.8)]),
+    ]
+    result = score(words, rec(["ð", "ə", "b", "ɑ", "k", "s"], alignment),
+                   calibration=CALIBRATION)
+    the, fox = result.words
+    assert the.verdict == "correct" and the.score > 50
+    assert fox.verdict == "mispronounced" and fox.score < 50
+    f = next(p for p in result.phones if p.expected == "f")
+    assert f.gop == -11.0 and f.start == 0.2
+    # the word score is its worst phone's credit: f at 1 scale under its threshold
+    assert fox.score == pytest.approx(100 / (1 + 2.718281828 ** 1), abs=0.1)
+    # a caller's threshold overrides the calibrated one
+    strict = score(words, rec(["ð", "ə", "b", "ɑ", "k", "s"], alignment),
+                   word_threshold=0.0, calibration=CALIBRATION)
+    assert [w.verdict for w in strict.words] == ["correct", "correct"]
+    # without calibration the rule of before applies (confidence 0.5 < 60)
+    legacy = score(words, rec(["ð", "ə", "b", "ɑ", "k", "s"], alignment), calibration=None)
+    assert [w.verdict for w in legacy.words] == ["mispronounced", "mispronounced"]
+
+
+def test_committed_calibration_loads() -> None:
+    from deployments.pronunciation.scoring import PHONE_CLASSES, load_calibration
+
+    cal = load_calibration()
+    assert cal is not None and set(PHONE_CLASSES) <= set(cal["classes"])
+    assert cal["word_threshold"] == 50.0 and 0 < cal["quantile"] < 0.2
+    # function-word vowels are judged against their own, lower, threshold
+    assert cal["classes"]["function_vowel"]["threshold"] < cal["classes"]["vowel"]["threshold"]

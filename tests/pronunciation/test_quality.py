@@ -1,0 +1,90 @@
+"""The issue-14 quality targets on the committed held-out sample (no Ray).
+
+tests/pronunciation/fixtures/evalset/ holds 18 readings by voices the calibration never
+saw (Festival slt HTS and ked, flite rms; `evalset/make.py --sample` made them): OGG and
+MP3, 8-16 kHz, mono and stereo, some with noise. Each goes through what the service
+does: `audio.decode_audio`, gruut's phones, the pocketsphinx backend and `scoring.score`
+with the committed calibration. The full held-out figures are in the family's README
+(`python -m deployments.pronunciation.evaluate`).
+
+Targets that the pocketsphinx backend does not reach are marked xfail(strict=True) with
+the measured figures: the assertion is the target itself, and the marker has to go the
+day it passes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployments.pronunciation.evaluate import (
+    TARGET_FALSE_FLAGS,
+    TARGET_RATIO,
+    TARGET_RATIO_SHARE,
+    TARGET_RECALL,
+    Outcome,
+    assess,
+    load_manifest,
+    recognitions,
+    summarize,
+)
+
+SAMPLE = Path(__file__).parent / "fixtures" / "evalset"
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> list[Outcome]:
+    items = load_manifest(SAMPLE)
+    return assess(items, recognitions(SAMPLE, items))
+
+
+def test_sample_is_held_out_and_varied(outcomes: list[Outcome]) -> None:
+    from deployments.pronunciation.evalset.make import SPLITS
+    from deployments.pronunciation.scoring import load_calibration
+
+    items = [o.item for o in outcomes]
+    assert {it["split"] for it in items} == {"heldout"}
+    assert not {it["speaker"] for it in items} & SPLITS["calibration"]
+    calibrated_on = set(load_calibration()["fitted_on"]["voices"])
+    assert not {it["voice"] for it in items} & calibrated_on
+    assert {it["kind"] for it in items} == {"correct", "word", "phone"}
+    assert len({it["format"] for it in items}) >= 2 and {1, 2} <= {it["channels"]
+                                                                    for it in items}
+    # every recording got its alignment, so every word has a calibrated GOP verdict
+    assert all(p.gop is not None for o in outcomes for p in o.own.phones
+               if p.expected is not None)
+
+
+@pytest.mark.xfail(strict=True, reason="PER other/own >= 2 for 78% of held-out correct "
+                   "readings (word hypothesis; 36% with the phone loop's); see README")
+def test_per_separates_own_from_other_sentence(outcomes: list[Outcome]) -> None:
+    report = summarize(outcomes, breakdown=False)
+    assert report.ratio_share >= TARGET_RATIO_SHARE, (TARGET_RATIO, report.lines)
+
+
+@pytest.mark.xfail(strict=True, reason="held-out recall 61% (word substitutions 83%, "
+                   "one-phone substitutions 40%) at 7.7% correct words flagged; see README")
+def test_substituted_word_is_flagged(outcomes: list[Outcome]) -> None:
+    report = summarize(outcomes, breakdown=False)
+    assert report.recall >= TARGET_RECALL, report.lines
+
+
+def test_correct_words_are_rarely_flagged(outcomes: list[Outcome]) -> None:
+    report = summarize(outcomes, breakdown=False)
+    assert report.false_flags <= TARGET_FALSE_FLAGS, report.lines
+
+
+def test_substitutions_score_below_correct_readings(outcomes: list[Outcome]) -> None:
+    """What does hold: the substituted word scores lower, on the median, than the same
+    voice's correctly read words, and a reading of another sentence scores far lower."""
+    import numpy as np
+
+    changed = [w.score for o in outcomes for w in o.own.words
+               if w.index == o.item["changed_word"]]
+    kept = [w.score for o in outcomes for w in o.own.words
+            if w.index != o.item["changed_word"]]
+    assert np.median(changed) < np.median(kept) - 20
+    correct = [o for o in outcomes if o.other is not None]
+    assert all(o.own.score > o.other.score + 20 for o in correct), [
+        (o.item["id"], o.own.score, o.other.score) for o in correct]
