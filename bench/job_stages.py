@@ -2,27 +2,27 @@
 `/runsync`, `/run` + `/status-sync` and the direct route, at concurrency 1 and 32.
 
 The app runs as `configs/serve.yaml` runs it (HAProxy proxy, SQLite store, the shipped
-G2P knobs). Stages come from the app's own Prometheus metrics, read from Ray's metrics
-port before and after each load and divided by the jobs run:
-  - client latency (the load generator's mean, the sum of everything below);
-  - proxy + client: that latency less the time the request spent in the ingress replica
-    (Serve's `serve_deployment_processing_latency_ms` of Ingress);
-  - the ingress's own work: that time less the job stages measured inside it;
-  - each store statement (`rsp_job_stage_ms`, stage `store_<method>`): statements per
-    job and their time;
-  - handoff: from the submission waking the dispatcher to the job claimed;
-  - call: the dispatcher's handle call to the model deployment, of which
-      handle + queueing: the call less the G2P replica's processing time,
-      batch wait: time a request waited for its batch (`rsp_model_batch_wait_ms`),
-      model: one batch's gruut call (`rsp_model_inference_ms`, per batch);
-  - wake: from the finish statement to the waiting request resuming.
+G2P knobs). Stages come from the app's own Prometheus metrics (histograms with 20%
+buckets), read from Ray's metrics port before and after each load and divided by the
+jobs run:
+  - client latency (the load generator's mean);
+  - proxy + client: that latency less the time in the ingress app (`rsp_http_route_ms`);
+  - ingress replica: the time in the ingress app, the sum of
+      each store statement (`rsp_job_stage_ms`, stage `store_<method>`): statements per
+      job and their time (claims include the dispatcher's idle polls, 5 a second);
+      handoff: from the submission waking the dispatcher to the job claimed;
+      call: the handle call to the model deployment, of which
+        handle + queueing: the call less the time in G2P's `run` (`rsp_model_request_ms`),
+        batch wait: time a request waited for its batch (`rsp_model_batch_wait_ms`),
+        model: one batch's gruut call (`rsp_model_inference_ms`, per batch);
+      wake: from the finish statement to the waiting request resuming;
+      the ingress's own work: the rest (routing, validation, keys, limiter, JSON).
 Then CPU per job of each process class (proxy, ingress, model replica, Ray's own
 processes, the load generator), from every process's CPU time before and after.
 
-    python bench/job_stages.py [--requests-c1 200] [--requests-c32 800]
+    python bench/job_stages.py [--requests-c1 150] [--requests-c32 400]
 
-At c=32 stages overlap in time, so the rows do not add up to the latency; their sum
-over all jobs is what the machine spent waiting in each.
+At c=32 stages overlap in time: the rows are each job's own waits, averaged.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from bench.fair_load import compete_fairly  # noqa: E402
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SETTLE_S = 90
 #: what must stop changing before a scrape counts: the requests, not the idle polls
-SETTLE_ON = ("ray_serve_deployment_processing_latency_ms_count", "ray_rsp_job_stage_ms_count",
-             "ray_rsp_model_inference_ms_count")
+SETTLE_ON = ("ray_rsp_http_route_ms_count", "ray_rsp_job_stage_ms_count",
+             "ray_rsp_model_request_ms_count", "ray_rsp_model_inference_ms_count")
 
 
 def scrape(port: int) -> Metrics:
@@ -85,9 +85,7 @@ def settled(port: int, before: Metrics, requests: int) -> Metrics:
     last: Metrics | None = None
     while time.monotonic() < deadline:
         now = delta(before, scrape(port))
-        seen = sum(v for (name, labels), v in now.items()
-                   if name == "ray_serve_deployment_processing_latency_ms_count"
-                   and ("deployment", "Ingress") in labels)
+        seen = sum(v for (name, _), v in now.items() if name == "ray_rsp_http_route_ms_count")
         if seen >= requests and last is not None and requests_seen(now) == requests_seen(last):
             return now
         last = now
@@ -131,14 +129,25 @@ def process_class(process: psutil.Process) -> str:
     return "other"
 
 
-def cpu_by_class() -> dict[str, float]:
-    out: dict[str, float] = defaultdict(float)
+def cpu_times() -> dict[int, tuple[str, float]]:
+    """Every process's class and CPU seconds so far, by pid."""
+    out: dict[int, tuple[str, float]] = {}
     for process in psutil.process_iter():
         try:
             times = process.cpu_times()
+            out[process.pid] = (process_class(process), times.user + times.system)
         except psutil.Error:
             continue
-        out[process_class(process)] += times.user + times.system
+    return out
+
+
+def cpu_by_class(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+                 ) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, by class (processes in both only)."""
+    out: dict[str, float] = defaultdict(float)
+    for pid, (kind, seconds) in after.items():
+        if pid in before:
+            out[kind] += seconds - before[pid][1]
     return out
 
 
@@ -167,10 +176,8 @@ def account(name: str, concurrency: int, latencies: list[float], d: Metrics,
             cpu: dict[str, float], requests_per_job: int) -> None:
     jobs = len(latencies)
     client = statistics.mean(latencies) * 1000
-    ingress = value(d, "ray_serve_deployment_processing_latency_ms_sum",
-                    deployment="Ingress") / jobs
-    replica = value(d, "ray_serve_deployment_processing_latency_ms_sum",
-                    deployment="G2P") / jobs
+    ingress = value(d, "ray_rsp_http_route_ms_sum") / jobs
+    replica = value(d, "ray_rsp_model_request_ms_sum", deployment="G2P") / jobs
     stages = {dict(labels)["stage"]: (value(d, "ray_rsp_job_stage_ms_sum", **dict(labels)),
                                       value(d, "ray_rsp_job_stage_ms_count", **dict(labels)))
               for (n, labels) in d if n == "ray_rsp_job_stage_ms_sum" and labels}
@@ -217,8 +224,8 @@ def account(name: str, concurrency: int, latencies: list[float], d: Metrics,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests-c1", type=int, default=200)
-    parser.add_argument("--requests-c32", type=int, default=800)
+    parser.add_argument("--requests-c1", type=int, default=150)
+    parser.add_argument("--requests-c32", type=int, default=400)
     opts = parser.parse_args()
     import ray
     from ray import serve
@@ -228,7 +235,10 @@ def main() -> None:
 
     use_shipped_serve_settings()  # as `serve run configs/serve.yaml` runs
     metrics_port = free_port()
-    base = start_app({}, ray_options={"_metrics_export_port": metrics_port})
+    # Workers report their metrics every second (Ray's default is 10 s), so that a scrape
+    # taken once two in a row agree holds every request made before it.
+    base = start_app({}, ray_options={"_metrics_export_port": metrics_port,
+                                      "_system_config": {"metrics_report_interval_ms": 1000}})
     compete_fairly()
     modes = {"/runsync": (runsync, 1), "/run + /status-sync": (run_and_long_poll, 2),
              "direct /ipa": (direct, 1)}
@@ -237,11 +247,10 @@ def main() -> None:
             for name, (call, requests_per_job) in modes.items():
                 asyncio.run(load(call, base, min(concurrency, 8), 16))  # warm
                 before_metrics = quiet(metrics_port)
-                before_cpu = cpu_by_class()
+                before_cpu = cpu_times()
                 latencies = asyncio.run(load(call, base, concurrency, total))
-                after_cpu = cpu_by_class()
+                cpu = cpu_by_class(before_cpu, cpu_times())
                 d = settled(metrics_port, before_metrics, total * requests_per_job)
-                cpu = {k: after_cpu[k] - before_cpu.get(k, 0.0) for k in after_cpu}
                 account(name, concurrency, latencies, d, cpu, requests_per_job)
     finally:
         serve.shutdown()

@@ -25,7 +25,7 @@ from serve_app.jobs.service import JobService
 from serve_app.jobs.stores import open_store
 from serve_app.jobs.timing import timed_store
 from serve_app.jobs.webhooks import WebhookDeliverer
-from serve_app.metrics import RayJobMetrics
+from serve_app.metrics import RayJobMetrics, RouteTimer
 from serve_app.settings import AppArgs
 
 app = FastAPI(
@@ -39,6 +39,7 @@ app.include_router(jobs.all_endpoints)
 app.include_router(console.router)  # before direct's catch-all routes
 app.include_router(direct.router)
 install_error_handlers(app)
+app.add_middleware(RouteTimer)
 install_endpoint_docs(app, lambda: current_runtime().endpoints)
 
 

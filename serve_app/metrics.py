@@ -3,8 +3,12 @@ each node's metrics export port (Ray prefixes these with `ray_`)."""
 
 from __future__ import annotations
 
-from ray.util.metrics import Counter, Gauge, Histogram
+import time
 
+from ray.util.metrics import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from deployments.common.metrics import MS_BOUNDARIES
 from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Job
 
@@ -12,8 +16,6 @@ from serve_app.jobs.model import Job
 TIME_BOUNDARIES_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
                       30_000, 60_000, 300_000, 1_800_000]
 
-#: milliseconds, for the stages of one job: a store statement to a model call
-STAGE_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1_000, 10_000]
 
 
 class RayJobMetrics(JobMetrics):
@@ -35,7 +37,7 @@ class RayJobMetrics(JobMetrics):
         self._stage = Histogram("rsp_job_stage_ms", "Time a job spent in one stage of its "
                                 "path through the ingress (store statements, hand-off to "
                                 "the dispatcher, the model call, waking its waiter)",
-                                STAGE_BOUNDARIES_MS, tag_keys=("stage",))
+                                MS_BOUNDARIES, tag_keys=("stage",))
         # Every ingress replica reads the same store, so aggregate with max, not sum.
         self._queued = Gauge("rsp_jobs_in_queue", "Jobs waiting (from the job store)",
                              tag_keys=by_endpoint)
@@ -65,3 +67,26 @@ class RayJobMetrics(JobMetrics):
 
     def stage(self, stage: str, seconds: float) -> None:
         self._stage.observe(seconds * 1000, tags={"stage": stage})
+
+
+class RouteTimer:
+    """ASGI middleware: the time each HTTP request spends in the ingress app, from its
+    arrival to its last byte sent (`rsp_http_route_ms`; Serve's own latency metrics have
+    buckets too coarse to account for a few milliseconds)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._histogram: Histogram | None = None  # made in the replica, on first use
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            if self._histogram is None:
+                self._histogram = Histogram("rsp_http_route_ms", "Time an HTTP request spent "
+                                            "in the ingress app", MS_BOUNDARIES)
+            self._histogram.observe((time.perf_counter() - started) * 1000)

@@ -107,10 +107,11 @@ class G2P:
 
     async def run(self, job: dict) -> dict:
         """The `ipa-generation` endpoint: a RunPod-shaped job in, G2PResult JSON out."""
-        request = parse_input(G2PRequest, job.get("input"))
-        result = await self.phonemize(request.text, request.language, request.backend,
-                                      request.stress)
-        return result.model_dump()
+        with self._metrics.request():
+            request = parse_input(G2PRequest, job.get("input"))
+            result = await self.phonemize(request.text, request.language, request.backend,
+                                          request.stress)
+            return result.model_dump()
 
     # Knobs from the user_config (`reconfigure`); build_g2p_app sets them from G2PArgs.
     @serve.batch
