@@ -206,8 +206,9 @@ def account(name: str, concurrency: int, latencies: list[float], d: Metrics,
          ""),
         ("    model", value(d, "ray_rsp_model_inference_ms_sum", deployment="G2P")
          / max(batches, 1), f"one batch; {jobs / max(batches, 1):.1f} jobs a batch"),
+        # Claims are inside the handoff (or the idle polls): not subtracted twice.
         ("  ingress's own work", ingress - sum(per_job.get(s, 0.0) for s in (
-            *JOB_STATEMENTS, "handoff", "call", "wake")),
+            "store_create", "store_get", "store_finish", "handoff", "call", "wake")),
          "routing, validation, keys, limiter, JSON, response"),
     ]
     background = sum(total for stage, (total, _) in stages.items()
