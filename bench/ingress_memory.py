@@ -21,18 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.facade_overhead import runsync, start_app, use_shipped_serve_settings  # noqa: E402
 from bench.fair_load import compete_fairly  # noqa: E402
-from bench.job_stages import load  # noqa: E402
+from bench.job_stages import load, process_class  # noqa: E402
 
 MB = 1 << 20
 
 
 def ingress_rss() -> int:
     for process in psutil.process_iter():
-        try:
-            if "ServeReplica:bench:Ingress" in " ".join(process.cmdline()):
+        if process_class(process) == "ingress replica":
+            try:
                 return process.memory_info().rss
-        except psutil.Error:
-            continue
+            except psutil.Error:
+                continue
     raise LookupError("no ingress replica")
 
 

@@ -72,37 +72,26 @@ def delta(before: Metrics, after: Metrics) -> Metrics:
     return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
 
 
-def requests_seen(m: Metrics) -> dict:
+def requests_seen(m: Metrics) -> Metrics:
+    """The counts that grow with requests only (not with idle polls or sweeps)."""
     return {key: v for key, v in m.items() if key[0] in SETTLE_ON
-            and not any(v.startswith("store_") and v not in ("store_create", "store_finish")
-                        for _, v in key[1])}
+            and not any(label.startswith("store_")
+                        and label not in ("store_create", "store_finish")
+                        for _, label in key[1])}
 
 
-def settled(port: int, before: Metrics, requests: int) -> Metrics:
-    """The metrics once the ingress has reported at least `requests` requests and two
-    scrapes a few seconds apart agree (Ray exports them every few seconds)."""
+def settled(port: int, before: Metrics | None = None, requests: int = 0) -> Metrics:
+    """The metrics, less `before`, once the ingress has reported at least `requests`
+    requests and two scrapes 3 s apart agree on the request counts."""
     deadline = time.monotonic() + SETTLE_S
     last: Metrics | None = None
     while time.monotonic() < deadline:
-        now = delta(before, scrape(port))
+        now = delta(before or {}, scrape(port))
         seen = sum(v for (name, _), v in now.items() if name == "ray_rsp_http_route_ms_count")
         if seen >= requests and last is not None and requests_seen(now) == requests_seen(last):
             return now
         last = now
         time.sleep(3)
-    raise TimeoutError(f"the metrics did not settle within {SETTLE_S} s")
-
-
-def quiet(port: int) -> Metrics:
-    """The metrics once two scrapes a few seconds apart agree (the warm-up reported)."""
-    deadline = time.monotonic() + SETTLE_S
-    last = scrape(port)
-    while time.monotonic() < deadline:
-        time.sleep(3)
-        now = scrape(port)
-        if requests_seen(now) == requests_seen(last):
-            return now
-        last = now
     raise TimeoutError(f"the metrics did not settle within {SETTLE_S} s")
 
 
@@ -247,7 +236,7 @@ def main() -> None:
         for concurrency, total in ((1, opts.requests_c1), (32, opts.requests_c32)):
             for name, (call, requests_per_job) in modes.items():
                 asyncio.run(load(call, base, min(concurrency, 8), 16))  # warm
-                before_metrics = quiet(metrics_port)
+                before_metrics = settled(metrics_port)  # the warm-up reported
                 before_cpu = cpu_times()
                 latencies = asyncio.run(load(call, base, concurrency, total))
                 cpu = cpu_by_class(before_cpu, cpu_times())
