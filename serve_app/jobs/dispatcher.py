@@ -103,7 +103,12 @@ class Dispatcher:
         self._backlog: dict[str, bool] = {name: True for name in endpoints}
         #: slots promised to submissions in flight (`reserve`)
         self._reserved: dict[str, int] = {name: 0 for name in endpoints}
+        #: the batch requests among the running jobs
+        self._running_batch: dict[str, set[str]] = {name: set() for name in endpoints}
         self._ended: dict[str, _End] = {}
+        #: more work for the sweep loop (other parts of the job layer); each returns
+        #: whether it left webhooks to deliver
+        self._sweepers: list[Callable[[], Awaitable[bool]]] = []
         self._loops: list[asyncio.Task] = []
         self._stopping = False
 
@@ -126,8 +131,19 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._loops, *running, return_exceptions=True)
 
+    def add_sweeper(self, sweep: Callable[[], Awaitable[bool]]) -> None:
+        """Run `sweep` on every sweep interval (before `start`)."""
+        self._sweepers.append(sweep)
+
+    def runs(self, endpoint: str) -> bool:
+        """Whether this dispatcher runs the endpoint's jobs (others are served elsewhere:
+        external workers)."""
+        return endpoint in self._endpoints
+
     # -- signals from the service --------------------------------------------------------
     def wake(self, endpoint: str) -> None:
+        if endpoint not in self._wake:
+            return  # not run here
         self._woken_at.setdefault(endpoint, time.perf_counter())
         self._wake[endpoint].set()
 
@@ -135,7 +151,7 @@ class Dispatcher:
         self._wake_webhooks.set()
 
     def running_count(self, endpoint: str) -> int:
-        return len(self._running[endpoint])
+        return len(self._running.get(endpoint, ()))
 
     def interrupt(self, endpoint: str, job_id: str) -> None:
         """Stop a job this replica is running (the store already says CANCELLED)."""
@@ -172,7 +188,8 @@ class Dispatcher:
     def reserve(self, endpoint: str) -> Claim | None:
         """A claim on a free slot of this replica for a job about to be submitted; give it
         back with `adopt` (the store claimed the job) or `unreserve` (it queued it)."""
-        if not self._loops or self._stopping or self._free(endpoint) <= 0:
+        if (not self._loops or self._stopping or endpoint not in self._endpoints
+                or self._free(endpoint) <= 0):
             return None  # not running jobs (yet, or any more), or full
         self._reserved[endpoint] += 1
         return Claim(self.worker_id, self._lease_ms)
@@ -189,9 +206,17 @@ class Dispatcher:
         spec = self._endpoints[endpoint].spec
         return spec.max_concurrency - len(self._running[endpoint]) - self._reserved[endpoint]
 
+    def _batch_free(self, endpoint: str) -> int:
+        """Batch requests this replica may start now: they hold at most their share of
+        the endpoint's slots, so interactive jobs always find room."""
+        cap = self._settings.batch_slots(self._endpoints[endpoint].spec.max_concurrency)
+        return cap - len(self._running_batch[endpoint])
+
     def _start(self, endpoint: Endpoint, job: Job) -> None:
         task = asyncio.get_running_loop().create_task(self._execute(endpoint, job))
         self._running[endpoint.id][job.id] = task
+        if job.batch_id is not None:
+            self._running_batch[endpoint.id].add(job.id)
         task.add_done_callback(lambda _t, jid=job.id: self._job_done(endpoint.id, jid))
 
     # -- loops ---------------------------------------------------------------------------
@@ -204,13 +229,15 @@ class Dispatcher:
             free = self._free(endpoint.id)
             jobs: list[Job] = []
             if free > 0:
+                batch_free = self._batch_free(endpoint.id)
                 try:
                     jobs = await self._store.claim(endpoint.id, self.worker_id,
-                                                   self._lease_ms, free)
+                                                   self._lease_ms, free, batch_free)
                 except Exception:
                     logger.exception("claiming jobs for %s failed", endpoint.id)
                 # As many as there was room for: more may wait behind them.
-                self._backlog[endpoint.id] = len(jobs) == free
+                self._backlog[endpoint.id] = len(jobs) == free or (
+                    batch_free > 0 and sum(j.batch_id is not None for j in jobs) == batch_free)
             else:
                 self._backlog[endpoint.id] = True  # woken while full: a job waits
             if jobs and (woken_at := self._woken_at.pop(endpoint.id, None)) is not None:
@@ -224,6 +251,7 @@ class Dispatcher:
 
     def _job_done(self, endpoint: str, job_id: str) -> None:
         self._running[endpoint].pop(job_id, None)
+        self._running_batch[endpoint].discard(job_id)
         # A freed slot is worth a claim only if jobs may wait for it; otherwise new ones
         # wake the loop themselves, and the poll finds the rest.
         if self._backlog[endpoint]:
@@ -241,6 +269,9 @@ class Dispatcher:
                     else:
                         self._metrics.requeued(job.endpoint, "lease_expired")
                 await self._store.delete_expired(self._settings.webhook_retention_ms)
+                for sweep in self._sweepers:
+                    if await sweep():
+                        self.wake_webhooks()
                 if time.monotonic() >= next_gauges:
                     next_gauges = time.monotonic() + self._settings.metrics_interval_s
                     await self._report_queue_state()

@@ -12,6 +12,7 @@ from typing import Any
 
 from serve_app.jobs.errors import NotRetryable, QueueFull
 from serve_app.jobs.model import (
+    BATCH_RANK,
     Attempt,
     Claim,
     Clock,
@@ -91,7 +92,8 @@ class InMemoryJobStore(JobStore):
                      expires_at=job.created_at + job.ttl_ms,
                      execution_timeout_ms=job.execution_timeout_ms,
                      retention_ms=job.retention_ms, low_priority=job.low_priority,
-                     webhook=job.webhook, s3_config=job.s3_config, owner=job.owner)
+                     webhook=job.webhook, s3_config=job.s3_config, owner=job.owner,
+                     batch_id=job.batch_id)
         if claim is not None and queued == 0:
             now = self._clock()
             stored = _replace(stored, status=JobStatus.IN_PROGRESS, worker_id=claim.worker_id,
@@ -104,12 +106,17 @@ class InMemoryJobStore(JobStore):
         job = self._live(job_id)
         return None if job is None else self._brief(job)
 
-    async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int) -> list[Job]:
+    async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int,
+                    batch_limit: int | None = None) -> list[Job]:
         now = self._clock()
         lease = f"{worker_id}/{uuid.uuid4().hex[:12]}"
         queued = sorted((j for j in self._jobs.values() if j.endpoint == endpoint
                          and j.status is JobStatus.IN_QUEUE and j.expires_at > now),
-                        key=lambda j: (j.low_priority, j.created_at))[:limit]
+                        key=lambda j: (j.queue_rank, j.created_at))
+        if batch_limit is not None:
+            batch = [j for j in queued if j.queue_rank == BATCH_RANK][:batch_limit]
+            queued = [j for j in queued if j.queue_rank != BATCH_RANK] + batch
+        queued = queued[:limit]
         claimed = [_replace(j, status=JobStatus.IN_PROGRESS, worker_id=worker_id, lease=lease,
                             lease_expires_at=now + lease_ms, started_at=now) for j in queued]
         self._jobs.update((j.id, j) for j in claimed)
@@ -203,8 +210,8 @@ class InMemoryJobStore(JobStore):
         now = self._clock()
         live = [j for j in self._jobs.values() if j.endpoint in endpoints and j.expires_at > now]
         queued = [j for j in live if j.status is JobStatus.IN_QUEUE]
-        return Workload(queued=sum(not j.low_priority for j in queued),
-                        queued_low_priority=sum(j.low_priority for j in queued),
+        return Workload(queued=sum(j.queue_rank == 0 for j in queued),
+                        queued_low_priority=sum(j.queue_rank > 0 for j in queued),
                         running=sum(j.status is JobStatus.IN_PROGRESS for j in live))
 
     async def list_jobs(self, query: JobQuery) -> list[Job]:

@@ -68,6 +68,13 @@ class Job:
     lease_expires_at: int | None = None
     #: who submitted it (an opaque id, e.g. an API key's fingerprint); None if open
     owner: str | None = None
+    #: the batch this job is a request of; batch requests queue behind every other job
+    batch_id: str | None = None
+
+    @property
+    def queue_rank(self) -> int:
+        """Claim order: normal jobs, then lowPriority ones, then batch requests."""
+        return queue_rank(self.low_priority, self.batch_id)
 
     @property
     def retries(self) -> int:
@@ -116,7 +123,20 @@ class NewJob:
     webhook: str | None = None
     s3_config: dict | None = None
     owner: str | None = None
+    batch_id: str | None = None
     created_at: int = field(default_factory=now_ms)
+
+    @property
+    def queue_rank(self) -> int:
+        return queue_rank(self.low_priority, self.batch_id)
+
+
+#: the queue rank of batch requests: behind normal (0) and lowPriority (1) jobs
+BATCH_RANK = 2
+
+
+def queue_rank(low_priority: bool, batch_id: str | None) -> int:
+    return BATCH_RANK if batch_id is not None else int(low_priority)
 
 
 @dataclass(frozen=True)

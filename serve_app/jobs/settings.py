@@ -113,6 +113,12 @@ class JobSettings(BaseModel):
     webhook_secret: str | None = None
     #: how long finished webhook deliveries (and their attempt logs) are kept
     webhook_retention_ms: int = Field(DAY_MS, ge=1_000)
+    #: the share of each endpoint's concurrency that batch requests may hold (at least
+    #: one slot): the rest stays free for interactive jobs
+    batch_share: float = Field(0.25, gt=0, le=1)
+
+    def batch_slots(self, max_concurrency: int) -> int:
+        return max(1, int(max_concurrency * self.batch_share))
 
     @field_validator("api_keys", mode="before")
     @classmethod

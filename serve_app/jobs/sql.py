@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from serve_app.jobs.errors import NotRetryable, QueueFull
 from serve_app.jobs.model import (
+    BATCH_RANK,
     TERMINAL,
     Attempt,
     Claim,
@@ -34,7 +35,7 @@ T = TypeVar("T")
 COLUMNS = ("id", "endpoint", "status", "input", "created_at", "expires_at",
            "execution_timeout_ms", "retention_ms", "low_priority", "webhook", "s3_config",
            "output", "error", "started_at", "completed_at", "attempts", "user_retries",
-           "worker_id", "lease", "lease_expires_at", "owner")
+           "worker_id", "lease", "lease_expires_at", "owner", "batch_id")
 SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM jobs"
 RETURNING = " RETURNING " + ", ".join(COLUMNS)
 #: for status answers: the input can be megabytes and is never shown, so it is not read
@@ -76,10 +77,14 @@ SCHEMA = [
         worker_id TEXT,
         lease TEXT,
         lease_expires_at BIGINT,
-        owner TEXT
+        owner TEXT,
+        batch_id TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (endpoint, status, low_priority, created_at)",
     "CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at)",
+    # a batch's requests (counts, pages) and the jobs a worker holds (pings, stops)
+    "CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, status)",
+    "CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (worker_id, status)",
     # job listings, newest first per endpoint
     "CREATE INDEX IF NOT EXISTS jobs_listing ON jobs (endpoint, created_at)",
     # Partial: the planner then never prefers it for claims, whatever the statistics say
@@ -113,7 +118,7 @@ SCHEMA = [
 #: columns added since the first release, for job tables that predate them
 ADDED_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0",
                  "user_retries": "INTEGER NOT NULL DEFAULT 0", "lease": "TEXT",
-                 "owner": "TEXT"}
+                 "owner": "TEXT", "batch_id": "TEXT"}
 
 
 def _dump(value: Any) -> str | None:
@@ -134,7 +139,7 @@ def row_to_job(row: tuple) -> Job:
         s3_config=_load(r["s3_config"]), output=_load(r["output"]), error=r["error"],
         started_at=r["started_at"], completed_at=r["completed_at"], attempts=r["attempts"],
         user_retries=r["user_retries"], worker_id=r["worker_id"], lease=r["lease"],
-        lease_expires_at=r["lease_expires_at"], owner=r["owner"],
+        lease_expires_at=r["lease_expires_at"], owner=r["owner"], batch_id=r["batch_id"],
     )
 
 
@@ -244,12 +249,12 @@ class SqlJobStore(JobStore):
             rows = q(
                 "INSERT INTO jobs (id, endpoint, status, input, created_at, expires_at, "
                 "execution_timeout_ms, retention_ms, low_priority, webhook, s3_config, owner, "
-                "worker_id, lease, lease_expires_at, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
+                "worker_id, lease, lease_expires_at, started_at, batch_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" + RETURNING_BRIEF,
                 (job.id, job.endpoint, status.value, json.dumps(job.input),
                  job.created_at, job.created_at + job.ttl_ms, job.execution_timeout_ms,
-                 job.retention_ms, int(job.low_priority), job.webhook, _dump(job.s3_config),
-                 job.owner, worker, lease, lease_expires_at, started_at),
+                 job.retention_ms, job.queue_rank, job.webhook, _dump(job.s3_config),
+                 job.owner, worker, lease, lease_expires_at, started_at, job.batch_id),
             )
             return row_to_job(rows[0])
 
@@ -260,21 +265,30 @@ class SqlJobStore(JobStore):
                                            (job_id, self._clock())), write=False)
         return row_to_job(rows[0]) if rows else None
 
-    async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int) -> list[Job]:
+    async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int,
+                    batch_limit: int | None = None) -> list[Job]:
         lease = f"{worker_id}/{uuid.uuid4().hex[:12]}"
+
+        def take(q: Query, ranks: str, now: int, n: int) -> list[tuple]:
+            return q(
+                "UPDATE jobs SET status = ?, worker_id = ?, lease = ?, lease_expires_at = ?, "
+                "started_at = ? WHERE id IN (SELECT id FROM jobs WHERE endpoint = ? AND "
+                f"status = ? AND {ranks} AND expires_at > ? "
+                "ORDER BY low_priority, created_at LIMIT ?" + self.claim_lock + ")" + RETURNING,
+                (JobStatus.IN_PROGRESS.value, worker_id, lease, now + lease_ms, now, endpoint,
+                 JobStatus.IN_QUEUE.value, now, n),
+            ) if n > 0 else []
 
         def work(q: Query) -> list[Job]:
             now = self._clock()
-            rows = q(
-                "UPDATE jobs SET status = ?, worker_id = ?, lease = ?, lease_expires_at = ?, "
-                "started_at = ? WHERE id IN (SELECT id FROM jobs WHERE endpoint = ? AND "
-                "status = ? AND expires_at > ? ORDER BY low_priority, created_at LIMIT ?"
-                + self.claim_lock + ")" + RETURNING,
-                (JobStatus.IN_PROGRESS.value, worker_id, lease, now + lease_ms, now, endpoint,
-                 JobStatus.IN_QUEUE.value, now, limit),
-            )
-            return sorted((row_to_job(r) for r in rows),
-                          key=lambda j: (j.low_priority, j.created_at))
+            if batch_limit is None:
+                rows = take(q, "1 = 1", now, limit)
+            else:  # batch requests only in what is left, and at most batch_limit of them
+                rows = take(q, f"low_priority < {BATCH_RANK}", now, limit)
+                rows += take(q, f"low_priority = {BATCH_RANK}", now,
+                             min(limit - len(rows), batch_limit))
+            return sorted((row_to_job(r) for r in rows), key=lambda j: (j.queue_rank,
+                                                                        j.created_at))
 
         return await self._run(work)
 
@@ -436,7 +450,9 @@ class SqlJobStore(JobStore):
                      "AND status IN (?, ?) AND expires_at > ? GROUP BY status, low_priority",
                      (*endpoints, JobStatus.IN_QUEUE.value, JobStatus.IN_PROGRESS.value,
                       self._clock()))
-            n = {(status, bool(low)): count for status, low, count in rows}
+            n: dict[tuple[str, bool], int] = {}
+            for status, rank, count in rows:
+                n[status, bool(rank)] = n.get((status, bool(rank)), 0) + count
             queued = JobStatus.IN_QUEUE.value
             return Workload(queued=n.get((queued, False), 0),
                             queued_low_priority=n.get((queued, True), 0),

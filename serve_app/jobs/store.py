@@ -53,9 +53,11 @@ class JobStore(ABC):
         """The job, or None when unknown or expired."""
 
     @abstractmethod
-    async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int) -> list[Job]:
-        """Move up to `limit` queued jobs (normal before low priority, oldest first) to
-        IN_PROGRESS under a new lease held by `worker_id`."""
+    async def claim(self, endpoint: str, worker_id: str, lease_ms: int, limit: int,
+                    batch_limit: int | None = None) -> list[Job]:
+        """Move up to `limit` queued jobs (normal, then low priority, then batch requests;
+        oldest first) to IN_PROGRESS under a new lease held by `worker_id`; at most
+        `batch_limit` of them batch requests, when given."""
 
     @abstractmethod
     async def renew(self, job_id: str, lease: str, lease_ms: int) -> Job | None:
