@@ -10,11 +10,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common.outbound import guarded_async_client
-from serve_app.api import direct, jobs
+from serve_app.api import direct, jobs, workers
 from serve_app.api.deps import Runtime, current_runtime, install_runtime
 from serve_app.api.docs import install_endpoint_docs
 from serve_app.api.errors import install_error_handlers
-from serve_app.api.keys import KeyRing
+from serve_app.api.keys import KeyRing, keys_from_env
 from serve_app.api.ratelimit import RateLimiter
 from serve_app.callers import HandleCaller
 from serve_app.console import routes as console
@@ -25,6 +25,7 @@ from serve_app.jobs.service import JobService
 from serve_app.jobs.stores import open_store
 from serve_app.jobs.timing import timed_store
 from serve_app.jobs.webhooks import WebhookDeliverer
+from serve_app.jobs.workers import WorkerService
 from serve_app.metrics import RayJobMetrics, RouteTimer
 from serve_app.settings import AppArgs
 
@@ -36,6 +37,7 @@ app = FastAPI(
 )
 app.include_router(jobs.router)
 app.include_router(jobs.all_endpoints)
+app.include_router(workers.router)
 app.include_router(console.router)  # before direct's catch-all routes
 app.include_router(direct.router)
 install_error_handlers(app)
@@ -63,12 +65,24 @@ class Ingress:
                                           metrics=metrics)
         self._dispatcher = Dispatcher(self._store, endpoints, settings, self._webhooks,
                                       metrics=metrics)
+        external = {name: w.endpoint for name, w in args.workers.items()}
         service = JobService(self._store, self._dispatcher,
-                             {n: e.spec for n, e in endpoints.items()}, settings,
-                             metrics=metrics)
+                             {**{n: e.spec for n, e in endpoints.items()}, **external},
+                             settings, metrics=metrics)
+        # Endpoints served by external workers: their jobs wait for the workers' takes.
+        workers = WorkerService(self._store, external, settings,
+                                self._dispatcher.wake_webhooks, metrics=metrics)
+        service.on_queued(workers.notify_queued)
+        self._dispatcher.add_sweeper(workers.sweep)
         # Keys are read here, in the replica, so they may come from its file or environment.
+        worker_keys = {
+            name: KeyRing(w.worker_keys + keys_from_env(
+                w.worker_keys_env, f"workers.{name}.worker_keys_env"))
+            for name, w in args.workers.items()}
         install_runtime(Runtime(service, endpoints, settings, KeyRing.load(settings),
-                                RateLimiter(settings.rate_limits), args.outbound))
+                                RateLimiter(settings.rate_limits), args.outbound, workers,
+                                worker_keys))
+        workers.start()
         self._dispatcher.start()
 
     async def __del__(self) -> None:

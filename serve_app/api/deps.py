@@ -17,6 +17,7 @@ from serve_app.api.ratelimit import RateLimiter
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.service import JobService
 from serve_app.jobs.settings import JobSettings
+from serve_app.jobs.workers import WorkerService
 
 
 @dataclass
@@ -30,6 +31,10 @@ class Runtime:
     limiter: RateLimiter
     #: checks webhook URLs when a job is submitted
     outbound: OutboundPolicy
+    #: the worker side of the queue, for endpoints served by external workers
+    workers: WorkerService
+    #: each such endpoint's worker keys
+    worker_keys: dict[str, KeyRing]
 
 
 _runtime: Runtime | None = None

@@ -181,7 +181,10 @@ async def purge_queue(endpoint_id: str, runtime: RuntimeDep,
 @router.get("/health", response_model=HealthBody, summary="Job and worker counts")
 async def health(endpoint_id: str, runtime: RuntimeDep,
                  who: Annotated[Caller, caller("other")]) -> dict[str, Any]:
-    return await runtime.service.health(endpoint_id, who.scope)
+    body = await runtime.service.health(endpoint_id, who.scope)
+    if runtime.workers.serves(endpoint_id):
+        body["workers"] = await runtime.workers.health(endpoint_id)
+    return body
 
 
 @router.get("/dead-letter", response_model=list[JobStatusBody], response_model_exclude_none=True,

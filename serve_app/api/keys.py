@@ -60,6 +60,18 @@ def parse_key_lines(text: str, source: str) -> list[ApiKeySpec]:
     return specs
 
 
+def keys_from_env(name: str | None, setting: str,
+                  environ: Mapping[str, str] = os.environ) -> list[ApiKeySpec]:
+    """The keys in environment variable `name` (named by `setting`), none without one."""
+    if not name:
+        return []
+    value = environ.get(name)
+    if not value:
+        raise ValueError(f"{setting} names {name}, which is not set in the ingress's "
+                         "environment")
+    return parse_key_lines(value, f"environment variable {name}")
+
+
 class KeyRing:
     """The accepted keys; empty means the API is open."""
 
@@ -68,7 +80,7 @@ class KeyRing:
 
     @classmethod
     def load(cls, settings: JobSettings, environ: Mapping[str, str] = os.environ) -> KeyRing:
-        """Keys from all three sources; refuses placeholders and missing sources."""
+        """Client keys from all three sources; refuses placeholders and missing sources."""
         specs = list(settings.api_keys)
         if settings.api_keys_file:
             path = Path(settings.api_keys_file).expanduser()
@@ -76,14 +88,7 @@ class KeyRing:
                 raise ValueError(f"jobs.api_keys_file {path} does not exist")
             source = f"jobs.api_keys_file {path}"
             specs += parse_key_lines(path.read_text(), source)
-        if settings.api_keys_env:
-            value = environ.get(settings.api_keys_env)
-            if not value:
-                raise ValueError(f"jobs.api_keys_env names {settings.api_keys_env}, which is "
-                                 "not set in the ingress's environment")
-            source = f"environment variable {settings.api_keys_env}"
-            specs += parse_key_lines(value, source)
-        return cls(specs)
+        return cls(specs + keys_from_env(settings.api_keys_env, "jobs.api_keys_env", environ))
 
     @property
     def open(self) -> bool:

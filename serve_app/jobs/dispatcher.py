@@ -28,7 +28,7 @@ from serve_app.jobs.errors import JobFailed, WorkerLost, logged_internal_error
 from serve_app.jobs.metrics import JobMetrics
 from serve_app.jobs.model import Claim, Clock, Job, JobStatus, now_ms
 from serve_app.jobs.settings import JobSettings
-from serve_app.jobs.store import JobStore
+from serve_app.jobs.store import TIMED_OUT_MESSAGE, JobStore
 from serve_app.jobs.webhooks import WebhookDeliverer
 
 logger = logging.getLogger("ray.serve")
@@ -327,9 +327,8 @@ class Dispatcher:
                 work.cancel()
                 if self._clock() >= job.expires_at:
                     return None  # past its TTL: the sweeper removes it
-                return Outcome(JobStatus.TIMED_OUT, error=(
-                    f"execution exceeded policy.executionTimeout of "
-                    f"{job.execution_timeout_ms} ms"))
+                return Outcome(JobStatus.TIMED_OUT,
+                               error=TIMED_OUT_MESSAGE.format(ms=job.execution_timeout_ms))
             done, _ = await asyncio.wait({work}, timeout=min(self._renew_s, remaining_s))
             if done:
                 return work.result()

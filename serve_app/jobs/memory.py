@@ -22,11 +22,20 @@ from serve_app.jobs.model import (
     JobQuery,
     JobStatus,
     NewJob,
+    WorkerRecord,
     Workload,
     now_ms,
     webhook_payload,
 )
-from serve_app.jobs.store import LEASE_EXPIRED, LOST_MESSAGE, JobStore
+from serve_app.jobs.store import (
+    LEASE_EXPIRED,
+    LOST_MESSAGE,
+    STOP_WINDOW_MS,
+    STOPPED_KEPT,
+    TIMED_OUT_MESSAGE,
+    JobStore,
+    lost_to_worker,
+)
 
 _replace = dataclasses.replace
 
@@ -38,6 +47,9 @@ class InMemoryJobStore(JobStore):
         self._streams: dict[str, list[Any]] = {}
         self._deliveries: dict[str, Delivery] = {}
         self._listeners: list[Callable[[str, Job | None], None]] = []
+        self._workers: dict[tuple[str, str], WorkerRecord] = {}
+        #: stop signals already sent, per worker
+        self._stopped: dict[tuple[str, str], list[str]] = {}
 
     # -- helpers -------------------------------------------------------------------------
     def _live(self, job_id: str) -> Job | None:
@@ -248,11 +260,72 @@ class InMemoryJobStore(JobStore):
         for job_id in expired:
             del self._jobs[job_id]
             self._streams.pop(job_id, None)
+        for key, worker in list(self._workers.items()):
+            if worker.last_seen < now - delivery_retention_ms:
+                del self._workers[key]
+                self._stopped.pop(key, None)
         for d in list(self._deliveries.values()):
             if (d.state is not DeliveryState.PENDING and d.job_id not in self._jobs
                     and d.created_at < now - delivery_retention_ms):
                 del self._deliveries[d.id]
         return len(expired)
+
+    # -- external workers ------------------------------------------------------------------
+    async def worker_seen(self, endpoint: str, worker_id: str, *, took: bool = False,
+                          reported: list[str] | None = None, version: str | None = None,
+                          lease_ms: int | None = None) -> None:
+        now = self._clock()
+        key = (endpoint, worker_id)
+        known = self._workers.get(key) or WorkerRecord(endpoint, worker_id, now, now)
+        self._workers[key] = _replace(
+            known, last_seen=now, last_take=now if took else known.last_take,
+            version=version or known.version,
+            reported=known.reported if reported is None else tuple(reported))
+        for job_id in reported or () if lease_ms is not None else ():
+            job = self._jobs.get(job_id)
+            if (job is not None and job.endpoint == endpoint and job.worker_id == worker_id
+                    and job.status is JobStatus.IN_PROGRESS):
+                self._jobs[job_id] = _replace(job, lease_expires_at=now + lease_ms)
+
+    def _worker_state(self, job_id: str, worker_id: str) -> str | None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        held = job.status is JobStatus.IN_PROGRESS and job.worker_id == worker_id
+        return "held" if held else job.status.value
+
+    async def worker_stops(self, endpoint: str, worker_id: str) -> list[str]:
+        key = (endpoint, worker_id)
+        worker = self._workers.get(key)
+        if worker is None:
+            return []
+        since = self._clock() - STOP_WINDOW_MS
+        stops = [j.id for j in self._jobs.values() if j.endpoint == endpoint
+                 and j.worker_id == worker_id and j.completed_at is not None
+                 and j.completed_at >= since
+                 and j.status in (JobStatus.CANCELLED, JobStatus.TIMED_OUT)]
+        stops += [i for i in worker.reported if lost_to_worker(self._worker_state(i, worker_id))]
+        stopped = self._stopped.setdefault(key, [])
+        new = list(dict.fromkeys(i for i in stops if i not in stopped))
+        self._stopped[key] = (stopped + new)[-STOPPED_KEPT:]
+        return new
+
+    async def workers(self, endpoint: str, seen_since: int) -> list[WorkerRecord]:
+        found = []
+        for (ep, worker_id), worker in sorted(self._workers.items()):
+            if ep == endpoint and worker.last_seen >= seen_since:
+                running = sum(1 for j in self._jobs.values() if j.endpoint == endpoint
+                              and j.worker_id == worker_id and j.status is JobStatus.IN_PROGRESS)
+                found.append(_replace(worker, running=running))
+        return found
+
+    async def time_out_running(self, endpoints: list[str]) -> list[Job]:
+        now = self._clock()
+        late = [j for j in self._jobs.values() if j.endpoint in endpoints
+                and j.status is JobStatus.IN_PROGRESS and j.started_at is not None
+                and j.started_at + j.execution_timeout_ms <= now]
+        return [self._brief(self._end(j, JobStatus.TIMED_OUT, error=TIMED_OUT_MESSAGE.format(
+            ms=j.execution_timeout_ms))) for j in late]
 
     # -- the webhook outbox --------------------------------------------------------------
     async def claim_deliveries(self, limit: int, lease_ms: int) -> list[Delivery]:

@@ -177,6 +177,24 @@ class Workload:
     running: int = 0
 
 
+@dataclass(frozen=True)
+class WorkerRecord:
+    """An external worker as the store last heard of it."""
+
+    endpoint: str
+    id: str
+    first_seen: int
+    last_seen: int
+    #: when it last asked for jobs; None while it never has (still initializing)
+    last_take: int | None = None
+    #: the runpod SDK version its pings report
+    version: str | None = None
+    #: the jobs its last ping said it runs
+    reported: tuple[str, ...] = ()
+    #: jobs the store says it holds now (IN_PROGRESS under its id)
+    running: int = 0
+
+
 def webhook_payload(job: Job) -> dict[str, Any]:
     """RunPod's: the status object plus the job's `input` and `webhook`."""
     return job.status_object() | {"input": job.input, "webhook": job.webhook}

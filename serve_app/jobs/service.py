@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,6 +43,17 @@ class JobService:
         self._endpoints = endpoints
         self._settings = settings
         self._clock = clock
+        #: told of every job queued here (external workers' takes wait for them)
+        self._queued_listeners: list[Callable[[str], None]] = []
+
+    def on_queued(self, listener: Callable[[str], None]) -> None:
+        self._queued_listeners.append(listener)
+
+    def queued(self, endpoint: str) -> None:
+        """Jobs were queued on `endpoint`: wake whoever runs them."""
+        self._dispatcher.wake(endpoint)
+        for listener in self._queued_listeners:
+            listener(endpoint)
 
     def endpoint(self, endpoint_id: str) -> EndpointSpec:
         spec = self._endpoints.get(endpoint_id)
@@ -90,7 +102,7 @@ class JobService:
         if claim is None or stored.status is JobStatus.IN_QUEUE:
             if claim is not None:
                 self._dispatcher.unreserve(endpoint_id)
-            self._dispatcher.wake(endpoint_id)
+            self.queued(endpoint_id)
         else:
             # The store returns no input (status answers never show it): run this one's.
             self._dispatcher.adopt(endpoint_id, replace(stored, input=job.input))
@@ -150,7 +162,7 @@ class JobService:
         job = await self._store.retry(job_id)
         if job is None:
             raise UnknownJob(f"no job {job_id!r} on endpoint {endpoint_id!r}")
-        self._dispatcher.wake(endpoint_id)
+        self.queued(endpoint_id)
         return job
 
     async def purge_queue(self, endpoint_id: str, scope: str | None) -> int:

@@ -69,6 +69,26 @@ class RateLimits(BaseModel):
     other: int = Field(2000, ge=1)
 
 
+class WorkerSettings(BaseModel):
+    """How the queue treats external RunPod workers (`runpod.serverless.start` processes
+    that pull jobs over HTTP)."""
+
+    #: a worker's jobs go back to the queue when it has not pinged for this long; its
+    #: pings come every RUNPOD_PING_INTERVAL (`python -m serve_app.worker_env` sets a
+    #: third of this)
+    lease_s: float = Field(30.0, ge=3)
+    #: how long a job-take waits for a job before answering 204 (the SDK asks again at
+    #: once, so an answer at once would spin; it gives up after 90 s)
+    take_wait_s: float = Field(20.0, gt=0, lt=85)
+    #: how long a job-stop poll waits for a job to stop before answering 204
+    stop_wait_s: float = Field(30.0, gt=0, lt=85)
+    #: a worker not heard from for this long is forgotten (until then /health counts it
+    #: unhealthy)
+    forget_after_s: float = Field(600.0, gt=0)
+    #: the largest job-done or job-stream body (a result)
+    result_limit_bytes: int = Field(20 * 1024 * 1024, ge=1_024)
+
+
 class JobSettings(BaseModel):
     #: sqlite:///relative/path, sqlite:////absolute/path, postgresql://user@host/db, or
     #: memory:// (one process, nothing kept: tests)
@@ -113,6 +133,7 @@ class JobSettings(BaseModel):
     webhook_secret: str | None = None
     #: how long finished webhook deliveries (and their attempt logs) are kept
     webhook_retention_ms: int = Field(DAY_MS, ge=1_000)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
     #: the share of each endpoint's concurrency that batch requests may hold (at least
     #: one slot): the rest stays free for interactive jobs
     batch_share: float = Field(0.25, gt=0, le=1)

@@ -25,10 +25,19 @@ from serve_app.jobs.model import (
     JobQuery,
     JobStatus,
     NewJob,
+    WorkerRecord,
     Workload,
     webhook_payload,
 )
-from serve_app.jobs.store import LEASE_EXPIRED, LOST_MESSAGE, JobStore
+from serve_app.jobs.store import (
+    LEASE_EXPIRED,
+    LOST_MESSAGE,
+    STOP_WINDOW_MS,
+    STOPPED_KEPT,
+    TIMED_OUT_MESSAGE,
+    JobStore,
+    lost_to_worker,
+)
 
 T = TypeVar("T")
 
@@ -114,6 +123,19 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS webhooks_job ON webhooks (job_id)",
     # The sweep removes old finished deliveries; without it that scans the outbox.
     "CREATE INDEX IF NOT EXISTS webhooks_created ON webhooks (created_at)",
+    # external workers: `reported` the job ids of the last ping, `stopped` those already
+    # sent down the job-stop channel (JSON lists)
+    """CREATE TABLE IF NOT EXISTS workers (
+        endpoint TEXT NOT NULL,
+        id TEXT NOT NULL,
+        first_seen BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        last_take BIGINT,
+        version TEXT,
+        reported TEXT NOT NULL DEFAULT '[]',
+        stopped TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (endpoint, id)
+    )""",
 ]
 #: columns added since the first release, for job tables that predate them
 ADDED_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0",
@@ -512,12 +534,93 @@ class SqlJobStore(JobStore):
             rows = q("DELETE FROM jobs WHERE expires_at <= ? RETURNING id", (now,))
             for (job_id,) in rows:
                 q("DELETE FROM job_stream WHERE job_id = ?", (job_id,))
+            q("DELETE FROM workers WHERE last_seen < ?", (now - delivery_retention_ms,))
             q("DELETE FROM webhooks WHERE state <> ? AND created_at < ? AND "
               "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = webhooks.job_id)",
               (DeliveryState.PENDING.value, now - delivery_retention_ms))
             return len(rows)
 
         return await self._run(work)
+
+    # -- external workers ------------------------------------------------------------------
+    async def worker_seen(self, endpoint: str, worker_id: str, *, took: bool = False,
+                          reported: list[str] | None = None, version: str | None = None,
+                          lease_ms: int | None = None) -> None:
+        def work(q: Query) -> None:
+            now = self._clock()
+            q("INSERT INTO workers (endpoint, id, first_seen, last_seen, last_take, version, "
+              "reported) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, id) DO UPDATE SET "
+              "last_seen = excluded.last_seen, "
+              "last_take = COALESCE(excluded.last_take, workers.last_take), "
+              "version = COALESCE(excluded.version, workers.version), "
+              "reported = CASE WHEN ? THEN excluded.reported ELSE workers.reported END",
+              (endpoint, worker_id, now, now, now if took else None, version,
+               json.dumps(reported or []), reported is not None))
+            if reported and lease_ms is not None:
+                marks = ", ".join("?" for _ in reported)
+                q(f"UPDATE jobs SET lease_expires_at = ? WHERE id IN ({marks}) AND "
+                  "endpoint = ? AND worker_id = ? AND " + RUNNING,
+                  (now + lease_ms, *reported, endpoint, worker_id))
+
+        await self._run(work)
+
+    async def worker_stops(self, endpoint: str, worker_id: str) -> list[str]:
+        def work(q: Query) -> list[str]:
+            now = self._clock()
+            rows = q("SELECT reported, stopped FROM workers WHERE endpoint = ? AND id = ?",
+                     (endpoint, worker_id))
+            if not rows:
+                return []
+            reported, stopped = json.loads(rows[0][0]), json.loads(rows[0][1])
+            stops = [i for (i,) in q(
+                "SELECT id FROM jobs WHERE worker_id = ? AND endpoint = ? AND status IN (?, ?) "
+                "AND completed_at >= ?", (worker_id, endpoint, JobStatus.CANCELLED.value,
+                                          JobStatus.TIMED_OUT.value, now - STOP_WINDOW_MS))]
+            if reported:
+                marks = ", ".join("?" for _ in reported)
+                states = dict(q(f"SELECT id, CASE WHEN {RUNNING} AND worker_id = ? THEN 'held' "
+                                f"ELSE status END FROM jobs WHERE id IN ({marks})",
+                                (worker_id, *reported)))
+                stops += [i for i in reported if lost_to_worker(states.get(i))]
+            new = list(dict.fromkeys(i for i in stops if i not in stopped))
+            if new:
+                q("UPDATE workers SET stopped = ? WHERE endpoint = ? AND id = ?",
+                  (json.dumps((stopped + new)[-STOPPED_KEPT:]), endpoint, worker_id))
+            return new
+
+        return await self._run(work)
+
+    async def workers(self, endpoint: str, seen_since: int) -> list[WorkerRecord]:
+        def work(q: Query) -> list[WorkerRecord]:
+            running = dict(q("SELECT worker_id, COUNT(*) FROM jobs WHERE endpoint = ? AND "
+                             + RUNNING + " GROUP BY worker_id", (endpoint,)))
+            return [WorkerRecord(endpoint, worker_id, first, last, take, version,
+                                 tuple(json.loads(reported)), running.get(worker_id, 0))
+                    for worker_id, first, last, take, version, reported in q(
+                        "SELECT id, first_seen, last_seen, last_take, version, reported "
+                        "FROM workers WHERE endpoint = ? AND last_seen >= ? ORDER BY id",
+                        (endpoint, seen_since))]
+
+        return await self._run(work, write=False)
+
+    async def time_out_running(self, endpoints: list[str]) -> list[Job]:
+        if not endpoints:
+            return []
+
+        def work(q: Query) -> tuple[list[Job], list[Job]]:
+            now = self._clock()
+            marks = ", ".join("?" for _ in endpoints)
+            ended = self._ended(q, q(
+                "UPDATE jobs SET status = ?, "
+                "error = CAST(? AS TEXT) || execution_timeout_ms || ' ms', completed_at = ?, "
+                "lease_expires_at = NULL, " + KEEP_AFTER_END +
+                f" WHERE endpoint IN ({marks}) AND " + RUNNING +
+                " AND started_at + execution_timeout_ms <= ?" + RETURNING,
+                (JobStatus.TIMED_OUT.value, TIMED_OUT_MESSAGE.removesuffix("{ms} ms"), now, now,
+                 now, *endpoints, now)))
+            return ended, [dataclasses.replace(j, input=None) for j in ended]
+
+        return await self._end(work)
 
     # -- the webhook outbox --------------------------------------------------------------
     async def claim_deliveries(self, limit: int, lease_ms: int) -> list[Delivery]:

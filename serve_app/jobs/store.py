@@ -15,12 +15,26 @@ from serve_app.jobs.model import (
     JobQuery,
     JobStatus,
     NewJob,
+    WorkerRecord,
     Workload,
 )
 
 #: the error a job dead-lettered by lost runs ends with
 LOST_MESSAGE = "worker lost {attempts} time(s); giving up. Last cause: {cause}"
 LEASE_EXPIRED = "its lease expired (the ingress replica or node running it stopped)"
+TIMED_OUT_MESSAGE = "execution exceeded policy.executionTimeout of {ms} ms"
+#: how long after a job was cancelled or timed out its worker is told to stop it
+STOP_WINDOW_MS = 10 * 60_000
+#: stop signals remembered per worker (so each is sent once)
+STOPPED_KEPT = 1000
+
+
+def lost_to_worker(state: str | None) -> bool:
+    """Whether a job a worker reports running is no longer its run (`state`: the job's
+    status, "held" while the worker holds it, None when gone): queued again, held by
+    another run, ended by the server (cancelled, timed out) or removed."""
+    return state in (None, JobStatus.IN_QUEUE.value, JobStatus.IN_PROGRESS.value,
+                     JobStatus.CANCELLED.value, JobStatus.TIMED_OUT.value)
 
 
 class JobStore(ABC):
@@ -147,6 +161,29 @@ class JobStore(ABC):
     @abstractmethod
     async def deliveries(self, job_id: str) -> list[Delivery]:
         """The job's webhook deliveries with their attempts, oldest first."""
+
+    # -- external workers ------------------------------------------------------------------
+    @abstractmethod
+    async def worker_seen(self, endpoint: str, worker_id: str, *, took: bool = False,
+                          reported: list[str] | None = None, version: str | None = None,
+                          lease_ms: int | None = None) -> None:
+        """Record that an external worker was heard from (`took`: it asked for jobs).
+        With `reported` (a ping: the jobs it runs), remember them and extend the leases
+        of those it holds by `lease_ms`."""
+
+    @abstractmethod
+    async def worker_stops(self, endpoint: str, worker_id: str) -> list[str]:
+        """Jobs the worker should stop, each returned once: those it ran that were
+        cancelled or timed out, and those it reported that it no longer holds."""
+
+    @abstractmethod
+    async def workers(self, endpoint: str, seen_since: int) -> list[WorkerRecord]:
+        """The endpoint's external workers heard from since `seen_since` (epoch ms)."""
+
+    @abstractmethod
+    async def time_out_running(self, endpoints: list[str]) -> list[Job]:
+        """End TIMED_OUT the running jobs of these endpoints past their execution timeout
+        (jobs no dispatcher supervises: external workers'), returning them."""
 
     @abstractmethod
     def watch_ended(self, on_ended: Callable[[str, Job | None], None]) -> None:
