@@ -28,15 +28,13 @@ WorkerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 
 
 async def _authorized(endpoint_id: str, request: Request, runtime: RuntimeDep) -> None:
+    # Before anything else: a caller without this endpoint's worker key learns nothing,
+    # not even whether the endpoint exists or who serves it.
     keys = runtime.worker_keys.get(endpoint_id)
-    if keys is None:
-        runtime.service.endpoint(endpoint_id)  # unknown: 404
-        raise BadRequest(f"endpoint {endpoint_id!r} is served by a Ray deployment, not by "
-                         "external workers")
     address = request.client.host if request.client else "unknown"
-    if keys.identify(request.headers.get("authorization", ""), address) is None:
+    if keys is None or keys.identify(request.headers.get("authorization", ""), address) is None:
         raise Unauthorized(f"missing or invalid worker key for endpoint {endpoint_id!r} "
-                           "(RUNPOD_AI_API_KEY)")
+                           "(RUNPOD_AI_API_KEY; only endpoints under `workers:` take workers)")
 
 
 Worker = Depends(_authorized)
