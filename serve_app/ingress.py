@@ -74,6 +74,7 @@ class Ingress:
                                 self._dispatcher.wake_webhooks, metrics=metrics)
         service.on_queued(workers.notify_queued)
         self._dispatcher.add_sweeper(workers.sweep)
+        self._dispatcher.report_queues_of(list(external))
         # Keys are read here, in the replica, so they may come from its file or environment.
         worker_keys = {
             name: KeyRing(w.worker_keys + keys_from_env(

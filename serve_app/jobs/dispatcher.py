@@ -109,6 +109,8 @@ class Dispatcher:
         #: more work for the sweep loop (other parts of the job layer); each returns
         #: whether it left webhooks to deliver
         self._sweepers: list[Callable[[], Awaitable[bool]]] = []
+        #: endpoints run elsewhere whose queue gauges this replica reports too
+        self._gauged: list[str] = []
         self._loops: list[asyncio.Task] = []
         self._stopping = False
 
@@ -135,10 +137,9 @@ class Dispatcher:
         """Run `sweep` on every sweep interval (before `start`)."""
         self._sweepers.append(sweep)
 
-    def runs(self, endpoint: str) -> bool:
-        """Whether this dispatcher runs the endpoint's jobs (others are served elsewhere:
-        external workers)."""
-        return endpoint in self._endpoints
+    def report_queues_of(self, endpoints: list[str]) -> None:
+        """Report the queue gauges of these endpoints too (ones external workers run)."""
+        self._gauged += endpoints
 
     # -- signals from the service --------------------------------------------------------
     def wake(self, endpoint: str) -> None:
@@ -279,7 +280,7 @@ class Dispatcher:
                 logger.exception("sweeping jobs failed")
 
     async def _report_queue_state(self) -> None:
-        for name in self._endpoints:
+        for name in [*self._endpoints, *self._gauged]:
             workload = await self._store.workload([name])
             self._metrics.queue_state(name, workload.queued + workload.queued_low_priority,
                                       workload.running)
