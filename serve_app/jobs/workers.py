@@ -22,7 +22,7 @@ from typing import Any
 
 from serve_app.jobs.errors import UnknownEndpoint, UnknownJob
 from serve_app.jobs.metrics import JobMetrics
-from serve_app.jobs.model import Clock, Job, JobStatus, now_ms
+from serve_app.jobs.model import Clock, Job, JobQuery, JobStatus, now_ms
 from serve_app.jobs.settings import EndpointSpec, JobSettings
 from serve_app.jobs.store import JobStore
 
@@ -130,12 +130,36 @@ class WorkerService:
         up to `workers.stop_wait_s` for one."""
         self._endpoint(endpoint)
         deadline = self._clock() + self._settings.workers.stop_wait_s * 1000
-        while True:
-            stops = await self._store.worker_stops(endpoint, worker_id)
-            remaining_s = (deadline - self._clock()) / 1000
-            if stops or remaining_s <= 0:
-                return stops
-            await self._wait(self._ended, endpoint, min(remaining_s, STOP_POLL_S))
+        try:
+            while True:
+                stops = await self._store.worker_stops(endpoint, worker_id)
+                remaining_s = (deadline - self._clock()) / 1000
+                if stops or remaining_s <= 0:
+                    return stops
+                await self._wait(self._ended, endpoint, min(remaining_s, STOP_POLL_S))
+        except asyncio.CancelledError:
+            # The worker's connection dropped mid-poll. The SDK never abandons a poll it
+            # waits on (it gives up after 90 s, this answers within stop_wait_s), so its
+            # process died: its jobs run again now rather than when its lease ends, which
+            # its forked pinger, outliving it, could otherwise put off indefinitely.
+            await asyncio.shield(self._lost(endpoint, worker_id))
+            raise
+
+    async def _lost(self, endpoint: str, worker_id: str) -> None:
+        running = await self._store.list_jobs(JobQuery(
+            endpoint=endpoint, statuses=(JobStatus.IN_PROGRESS,), limit=10_000))
+        for job in running:
+            if job.worker_id == worker_id and job.lease is not None:
+                logger.warning("job %s: worker %s went away; queueing it again", job.id,
+                               worker_id)
+                after = await self._store.release(job.id, job.lease,
+                                                  f"worker {worker_id} went away",
+                                                  self._settings.max_attempts)
+                if after is not None and after.status.terminal:
+                    self._metrics.ended(after)  # dead-lettered
+                elif after is not None:
+                    self._metrics.requeued(endpoint, "worker_lost")
+        self.notify_queued(endpoint)
 
     async def _held(self, endpoint: str, worker_id: str, job_id: str) -> Job | Result:
         """The job while this worker's run holds it, else why not."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,6 +114,21 @@ def test_sigkill_mid_job_completes_on_a_second_worker(sdk: None, worker_app: dic
     assert body["workerId"] == second.id and body["retries"] == 1
     counts = health(worker_app, "w-kill")["workers"]
     assert counts["unhealthy"] >= 1 and counts["idle"] + counts["running"] >= 1
+
+
+def test_sigkill_of_the_main_process_alone(sdk: None, worker_app: dict, start_worker: Start,
+                                           tmp_path: Path) -> None:
+    """The SDK's forked pinger outlives its main process and goes on naming the job: the
+    dropped job-stop connection, not the lease, tells the server the worker is gone."""
+    first = start_worker("w-kill")
+    mark = tmp_path / "mark"
+    job = runpod.Endpoint("w-kill").run({"sleep": 3, "mark": str(mark)})
+    wait_until(lambda: mark.exists() and mark.read_text() == "started", "the job to start")
+    os.kill(first.process.pid, signal.SIGKILL)
+    time.sleep(4)  # past the 3 s lease: only the pinger's pings could have kept it
+    second = start_worker("w-kill")
+    assert job.output(timeout=60)["pid"] == second.process.pid
+    assert status(worker_app, "w-kill", job.job_id)["retries"] == 1
 
 
 def test_cancel_stops_the_job_in_the_worker(sdk: None, worker_app: dict, start_worker: Start,
