@@ -16,7 +16,7 @@ from deployments.g2p.config import G2PArgs
 from deployments.pd.config import PDArgs
 from deployments.pronunciation.config import AssessmentArgs
 from serve_app.catalog import MODEL_FAMILIES
-from serve_app.jobs.settings import ApiKeySpec, EndpointSpec, JobSettings
+from serve_app.jobs.settings import EndpointSpec, JobSettings, KeySpecs
 
 
 class HandlerSpec(BaseModel):
@@ -39,17 +39,10 @@ class WorkerEndpointSpec(BaseModel):
     endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
     #: keys a worker of this endpoint authenticates with (RUNPOD_AI_API_KEY); client API
     #: keys are not accepted on the worker routes, nor these on the client routes
-    worker_keys: list[ApiKeySpec] = Field(default_factory=list)
+    worker_keys: KeySpecs = Field(default_factory=list)
     #: an environment variable of the ingress replicas holding more worker keys (one per
     #: line or comma-separated)
     worker_keys_env: str | None = None
-
-    @field_validator("worker_keys", mode="before")
-    @classmethod
-    def _keys_as_specs(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"key": k} if isinstance(k, str) else k for k in value]
-        return value
 
     @model_validator(mode="after")
     def _has_keys(self) -> WorkerEndpointSpec:

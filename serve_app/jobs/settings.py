@@ -7,9 +7,9 @@ families' own; nothing here knows which models exist.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -49,6 +49,14 @@ class ApiKeySpec(BaseModel):
                 "characters): generate one, e.g. with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
         return value
+
+
+def _as_key_spec(value: Any) -> Any:
+    return {"key": value} if isinstance(value, str) else value
+
+
+#: keys, each a plain string or {"key": ..., "admin": ...}
+KeySpecs = list[Annotated[ApiKeySpec, BeforeValidator(_as_key_spec)]]
 
 
 class RateLimits(BaseModel):
@@ -95,7 +103,7 @@ class JobSettings(BaseModel):
     store_url: str = "sqlite:///.serve_jobs/jobs.sqlite3"
     #: API keys accepted as `Authorization: Bearer <key>` or `Authorization: <key>`; all
     #: three sources below are merged; none at all means open (local development)
-    api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    api_keys: KeySpecs = Field(default_factory=list)
     #: a file read by each ingress replica at start: one key per line, `<key> admin` for
     #: an admin key, `#` comments
     api_keys_file: str | None = None
@@ -140,13 +148,6 @@ class JobSettings(BaseModel):
 
     def batch_slots(self, max_concurrency: int) -> int:
         return max(1, int(max_concurrency * self.batch_share))
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys_as_specs(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"key": k} if isinstance(k, str) else k for k in value]
-        return value
 
     @field_validator("webhook_secret")
     @classmethod
