@@ -10,7 +10,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common.outbound import guarded_async_client
-from serve_app.api import direct, jobs, workers
+from serve_app.api import batches, direct, jobs, workers
 from serve_app.api.deps import Runtime, current_runtime, install_runtime
 from serve_app.api.docs import install_endpoint_docs
 from serve_app.api.errors import install_error_handlers
@@ -18,6 +18,7 @@ from serve_app.api.keys import KeyRing, keys_from_env
 from serve_app.api.ratelimit import RateLimiter
 from serve_app.callers import HandleCaller
 from serve_app.console import routes as console
+from serve_app.jobs.batches import BatchService
 from serve_app.jobs.dispatcher import Dispatcher
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.model import now_ms
@@ -37,6 +38,7 @@ app = FastAPI(
 )
 app.include_router(jobs.router)
 app.include_router(jobs.all_endpoints)
+app.include_router(batches.router)
 app.include_router(workers.router)
 app.include_router(console.router)  # before direct's catch-all routes
 app.include_router(direct.router)
@@ -75,6 +77,8 @@ class Ingress:
         service.on_queued(workers.notify_queued)
         self._dispatcher.add_sweeper(workers.sweep)
         self._dispatcher.report_queues_of(list(external))
+        batch_service = BatchService(self._store, service, self._dispatcher, settings)
+        self._dispatcher.add_sweeper(batch_service.sweep)  # ends batches whose requests ended
         # Keys are read here, in the replica, so they may come from its file or environment.
         worker_keys = {
             name: KeyRing(w.worker_keys + keys_from_env(
@@ -82,7 +86,7 @@ class Ingress:
             for name, w in args.workers.items()}
         install_runtime(Runtime(service, endpoints, settings, KeyRing.load(settings),
                                 RateLimiter(settings.rate_limits), args.outbound, workers,
-                                worker_keys))
+                                worker_keys, batch_service))
         workers.start()
         self._dispatcher.start()
 

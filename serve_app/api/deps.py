@@ -14,6 +14,7 @@ from deployments.common.outbound import OutboundPolicy
 from serve_app.api.errors import BadRequest, PayloadTooLarge, Unauthorized
 from serve_app.api.keys import Caller, KeyRing
 from serve_app.api.ratelimit import RateLimiter
+from serve_app.jobs.batches import BatchService
 from serve_app.jobs.endpoints import Endpoint
 from serve_app.jobs.service import JobService
 from serve_app.jobs.settings import JobSettings
@@ -35,6 +36,8 @@ class Runtime:
     workers: WorkerService
     #: each such endpoint's worker keys
     worker_keys: dict[str, KeyRing]
+    #: batch jobs (RunPod's Batch Jobs API)
+    batches: BatchService
 
 
 _runtime: Runtime | None = None

@@ -10,6 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.common.errors import ErrorKind, describe_validation
+from serve_app.jobs.batches import (
+    BatchNotDraft,
+    BatchTooLarge,
+    TooManyBatches,
+    UnknownBatch,
+    UnknownBatchRequest,
+)
 from serve_app.jobs.errors import (
     JobFailed,
     NotRetryable,
@@ -61,6 +68,13 @@ STATUS_BY_TYPE: dict[type[Exception], int] = {
     NotRetryable: 400,
     #: a direct call whose worker was lost: the caller may try again
     WorkerLost: 503,
+    UnknownBatch: 404,
+    UnknownBatchRequest: 404,
+    #: adding to, removing from or finalizing a batch no longer DRAFT
+    BatchNotDraft: 409,
+    BatchTooLarge: 400,
+    #: too many active batches on the endpoint: try again once one ended
+    TooManyBatches: 429,
 }
 
 

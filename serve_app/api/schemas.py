@@ -118,3 +118,64 @@ class WebhookDeliveryBody(BaseModel):
     createdAt: int
     nextAttemptAt: int | None = None
     attempts: list[WebhookAttemptBody]
+
+
+BatchState = Literal["DRAFT", "FINALIZED", "FAILED", "CANCELLED"]
+
+
+class BatchRef(BaseModel):
+    id: str
+    status: BatchState
+
+
+class BatchBody(BaseModel):
+    """RunPod's batch object."""
+
+    id: str
+    endpointId: str
+    status: BatchState
+    name: str | None = None
+    requestTotal: int
+    requestInProgress: int = Field(description="queued or running")
+    requestCompleted: int
+    requestFailed: int = Field(description="FAILED, TIMED_OUT or CANCELLED, or removed "
+                               "before they ended")
+    createdAt: int = Field(description="epoch ms")
+    finalizedAt: int | None = Field(None, description="epoch ms")
+    cancelledAt: int | None = Field(None, description="epoch ms")
+    endedAt: int | None = Field(None, description="epoch ms; set once, when the batch ended")
+
+
+class BatchItem(BaseModel):
+    """One request of a batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] = Field(examples=[{"text": "Hello world", "language": "en-us"}])
+
+
+class BatchAttributes(BaseModel):
+    """Body of `PUT /batch/{id}`: the attributes to set (null clears one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=256)
+    webhook: HttpUrl | None = Field(None, description="POSTed the batch object when it ends")
+
+
+class BatchRequestBody(BaseModel):
+    id: str
+    status: Literal["DRAFT", "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED",
+                    "TIMED_OUT"]
+    output: Any = None
+    error: str | None = None
+    startedAt: str | None = Field(None, description="ISO 8601")
+    completedAt: str | None = Field(None, description="ISO 8601")
+
+
+class BatchRequestsBody(BaseModel):
+    requests: list[BatchRequestBody]
+    total: int
+    offset: int
+    limit: int
+    hasMore: bool

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serve_app.jobs.errors import NotRetryable, QueueFull
+from serve_app.jobs.memory_batches import MemoryBatchMixin
 from serve_app.jobs.model import (
     BATCH_RANK,
     Attempt,
@@ -40,13 +41,14 @@ from serve_app.jobs.store import (
 _replace = dataclasses.replace
 
 
-class InMemoryJobStore(JobStore):
+class InMemoryJobStore(MemoryBatchMixin, JobStore):
     def __init__(self, clock: Clock = now_ms) -> None:
         self._clock = clock
         self._jobs: dict[str, Job] = {}
         self._streams: dict[str, list[Any]] = {}
         self._deliveries: dict[str, Delivery] = {}
         self._listeners: list[Callable[[str, Job | None], None]] = []
+        self._init_batches()
         self._workers: dict[tuple[str, str], WorkerRecord] = {}
         #: stop signals already sent, per worker
         self._stopped: dict[tuple[str, str], list[str]] = {}
@@ -94,8 +96,9 @@ class InMemoryJobStore(JobStore):
 
     # -- the verbs -----------------------------------------------------------------------
     async def create(self, job: NewJob, max_queue: int, claim: Claim | None = None) -> Job:
-        queued = sum(1 for j in self._jobs.values()
-                     if j.endpoint == job.endpoint and j.status is JobStatus.IN_QUEUE)
+        waiting = [j.queue_rank for j in self._jobs.values()
+                   if j.endpoint == job.endpoint and j.status is JobStatus.IN_QUEUE]
+        queued = sum(rank < BATCH_RANK for rank in waiting)  # batches have their own limits
         if queued >= max_queue:
             raise QueueFull(f"endpoint {job.endpoint!r} has {queued} queued jobs "
                             f"(limit {max_queue})")
@@ -106,7 +109,7 @@ class InMemoryJobStore(JobStore):
                      retention_ms=job.retention_ms, low_priority=job.low_priority,
                      webhook=job.webhook, s3_config=job.s3_config, owner=job.owner,
                      batch_id=job.batch_id)
-        if claim is not None and queued == 0:
+        if claim is not None and not any(rank <= job.queue_rank for rank in waiting):
             now = self._clock()
             stored = _replace(stored, status=JobStatus.IN_PROGRESS, worker_id=claim.worker_id,
                               lease=claim.new_lease(), lease_expires_at=now + claim.lease_ms,

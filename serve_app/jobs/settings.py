@@ -97,6 +97,22 @@ class WorkerSettings(BaseModel):
     result_limit_bytes: int = Field(20 * 1024 * 1024, ge=1_024)
 
 
+class BatchSettings(BaseModel):
+    """Batch jobs (RunPod's Batch Jobs API): limits, and how long requests are kept."""
+
+    #: requests one batch may hold, counting every append
+    max_requests: int = Field(5_000, ge=1)
+    #: batches per endpoint that have not ended (DRAFT ones included); 429 past it
+    max_active: int = Field(10, ge=1)
+    #: bytes per `POST .../batch` or `.../batch/{id}/requests` body; 413 past it
+    body_limit_bytes: int = Field(10 * 1024 * 1024, ge=1_024)
+    #: a request's whole life from finalize (queue time included); a DRAFT batch never
+    #: runs, and expires after this too
+    request_ttl_ms: int = Field(7 * DAY_MS, ge=10_000)
+    #: how long an ended batch and its requests' results are kept
+    retention_ms: int = Field(DAY_MS, ge=1_000)
+
+
 class JobSettings(BaseModel):
     #: sqlite:///relative/path, sqlite:////absolute/path, postgresql://user@host/db, or
     #: memory:// (one process, nothing kept: tests)
@@ -142,9 +158,10 @@ class JobSettings(BaseModel):
     #: how long finished webhook deliveries (and their attempt logs) are kept
     webhook_retention_ms: int = Field(DAY_MS, ge=1_000)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    batches: BatchSettings = Field(default_factory=BatchSettings)
     #: the share of each endpoint's concurrency that batch requests may hold (at least
     #: one slot): the rest stays free for interactive jobs
-    batch_share: float = Field(0.25, gt=0, le=1)
+    batch_share: float = Field(0.1, gt=0, le=1)
 
     def batch_slots(self, max_concurrency: int) -> int:
         return max(1, int(max_concurrency * self.batch_share))
@@ -178,3 +195,6 @@ class EndpointSpec(BaseModel):
     html: bool = False
     #: `GET /<route>/healthz` returns the deployment's `healthz()`
     healthz: bool = False
+    #: POSTed the batch object when a batch of this endpoint ends, unless the batch names
+    #: its own (`POST /batch?webhook=` or `PUT /batch/{id}`)
+    batch_webhook: str | None = None

@@ -29,6 +29,7 @@ from serve_app.jobs.model import (
     Workload,
     webhook_payload,
 )
+from serve_app.jobs.sql_batches import BATCH_SCHEMA, SqlBatchMixin
 from serve_app.jobs.store import (
     LEASE_EXPIRED,
     LOST_MESSAGE,
@@ -183,7 +184,7 @@ def _owned(owner: str | None) -> tuple[str, tuple]:
     return ("", ()) if owner is None else (" AND owner = ?", (owner,))
 
 
-class SqlJobStore(JobStore):
+class SqlJobStore(SqlBatchMixin, JobStore):
     """JobStore over a DB-API connection; subclasses supply connections and the dialect."""
 
     #: appended to the claims' inner SELECTs so concurrent claimers skip each other's rows
@@ -204,7 +205,7 @@ class SqlJobStore(JobStore):
         """The columns the jobs table has now."""
 
     def _create_schema(self, q: Query) -> None:
-        for statement in SCHEMA:
+        for statement in SCHEMA + BATCH_SCHEMA:
             q(statement, ())
         for name in ADDED_COLUMNS.keys() - self._existing_columns(q):
             q(f"ALTER TABLE jobs ADD COLUMN {name} {ADDED_COLUMNS[name]}", ())
@@ -256,14 +257,19 @@ class SqlJobStore(JobStore):
     # -- the verbs -----------------------------------------------------------------------
     async def create(self, job: NewJob, max_queue: int, claim: Claim | None = None) -> Job:
         def work(q: Query) -> Job:
-            (queued,) = q("SELECT COUNT(*) FROM jobs WHERE endpoint = ? AND status = ?",
-                          (job.endpoint, JobStatus.IN_QUEUE.value))[0]
+            # Batch requests have limits of their own and wait behind every other job: they
+            # neither fill the queue nor keep a new job from being claimed at once.
+            queued, ahead = q(
+                "SELECT COALESCE(SUM(CASE WHEN low_priority < ? THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(CASE WHEN low_priority <= ? THEN 1 ELSE 0 END), 0) "
+                "FROM jobs WHERE endpoint = ? AND status = ?",
+                (BATCH_RANK, job.queue_rank, job.endpoint, JobStatus.IN_QUEUE.value))[0]
             if queued >= max_queue:
                 raise QueueFull(f"endpoint {job.endpoint!r} has {queued} queued jobs "
                                 f"(limit {max_queue})")
             status, worker, lease, lease_expires_at, started_at = \
                 JobStatus.IN_QUEUE, None, None, None, None
-            if claim is not None and queued == 0:
+            if claim is not None and ahead == 0:
                 now = self._clock()
                 status, worker, lease, lease_expires_at, started_at = \
                     JobStatus.IN_PROGRESS, claim.worker_id, claim.new_lease(), \

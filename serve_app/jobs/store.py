@@ -58,9 +58,10 @@ class JobStore(ABC):
 
     @abstractmethod
     async def create(self, job: NewJob, max_queue: int, claim: Claim | None = None) -> Job:
-        """Store a queued job; raise QueueFull past `max_queue` queued jobs of its endpoint.
-        With `claim`, and no job of its endpoint queued, store it claimed instead
-        (IN_PROGRESS under a new lease of `claim.worker_id`), in the same transaction."""
+        """Store a queued job; raise QueueFull past `max_queue` queued jobs of its endpoint
+        (batch requests not counted). With `claim`, and no job of its endpoint queued that
+        a claim would take first, store it claimed instead (IN_PROGRESS under a new lease
+        of `claim.worker_id`), in the same transaction."""
 
     @abstractmethod
     async def get(self, job_id: str) -> Job | None:

@@ -4,7 +4,10 @@ stores."""
 
 from __future__ import annotations
 
-from serve_app.jobs.model import JobStatus
+import pytest
+
+from serve_app.jobs.errors import QueueFull
+from serve_app.jobs.model import Claim, JobStatus
 from serve_app.jobs.store import JobStore
 from tests.jobs.conftest import FakeClock
 from tests.jobs.test_store import new, run
@@ -85,3 +88,18 @@ def test_running_jobs_time_out(store: JobStore, clock: FakeClock) -> None:
     assert run(store.worker_stops("e", "w1")) == []  # no worker row: nothing to stop
     run(store.worker_seen("e", "w1"))
     assert run(store.worker_stops("e", "w1")) == ["slow"]
+
+
+def test_queued_batch_requests_neither_fill_the_queue_nor_hold_back_a_claim(
+        store: JobStore, clock: FakeClock) -> None:
+    for i in range(3):
+        run(store.create(new(f"b{i}", clock, batch_id="B", low_priority=True), 10))
+    job = run(store.create(new("now", clock), 2, Claim("w", 5_000)))
+    assert job.status is JobStatus.IN_PROGRESS  # claimed in the insert, batch or not
+    low = run(store.create(new("low", clock, low_priority=True), 2, Claim("w", 5_000)))
+    assert low.status is JobStatus.IN_PROGRESS
+    run(store.create(new("q1", clock), 2))
+    queued = run(store.create(new("q2", clock), 2, Claim("w", 5_000)))
+    assert queued.status is JobStatus.IN_QUEUE  # q1 waits ahead of it
+    with pytest.raises(QueueFull):
+        run(store.create(new("q3", clock), 2))

@@ -213,3 +213,17 @@ def test_take_waits_then_answers_204(worker_app: dict) -> None:
     answer = httpx.get(f"{worker_app['url']}/v2/w-refresh/job-take/idle-1?job_in_progress=0",
                        headers={"Authorization": WORKER_KEY}, timeout=30)
     assert answer.status_code == 204 and time.monotonic() - started >= 1.5  # take_wait_s 2
+
+
+def test_a_batch_runs_on_external_workers(worker_app: dict, start_worker: Start) -> None:
+    worker = start_worker("w-sync")
+    url, auth = f"{worker_app['url']}/v2/w-sync", {"Authorization": CLIENT_KEY}
+    batch = httpx.post(f"{url}/batch", headers=auth,
+                       json=[{"input": {"n": i}} for i in range(6)]).json()
+    assert httpx.post(f"{url}/batch/{batch['id']}/finalize", headers=auth).status_code == 200
+    done = wait_until(lambda: (b := httpx.get(f"{url}/batch/{batch['id']}", headers=auth)
+                               .json())["requestCompleted"] == 6 and b, "the batch to run", 60)
+    assert done["requestFailed"] == 0
+    page = httpx.get(f"{url}/batch/{batch['id']}/requests", headers=auth).json()
+    assert sorted(r["output"]["echo"]["n"] for r in page["requests"]) == list(range(6))
+    assert {r["output"]["pid"] for r in page["requests"]} == {worker.process.pid}
