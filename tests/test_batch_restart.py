@@ -16,6 +16,10 @@ from tests.local_cluster import DEMO, Cluster, wait_until
 N = 5_000
 #: every 50th request fails (the demo worker returns an error): 100 in all
 FAILING = range(0, N, 50)
+#: the last requests take a while each: at least 2,000 x 0.4 s / 32 slots = 25 s of work
+#: remain when the restart begins, so the batch cannot end before it however fast the
+#: first half ran
+SLOW = range(3 * N // 5, N)
 
 
 @pytest.fixture()
@@ -35,7 +39,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def test_a_5000_request_batch_survives_a_restart_half_way(cluster: Cluster) -> None:
     cluster.start("/v2/demo/health")
     url = f"{cluster.url}/v2/demo/batch"
-    inputs = [{"input": {"fail": "bad"} if i in FAILING else {"echo": i}} for i in range(N)]
+    inputs = [{"input": {"fail": "bad"} if i in FAILING else
+               {"echo": i, "delay_s": 0.4} if i in SLOW else {"echo": i}} for i in range(N)]
     batch_id = httpx.post(url, json=inputs, timeout=60).json()["id"]
     assert httpx.post(f"{url}/{batch_id}/finalize", timeout=60).json()["status"] == "FINALIZED"
 
