@@ -28,6 +28,8 @@ from serve_app.jobs.store import JobStore
 
 logger = logging.getLogger("ray.serve")
 
+#: why a write of a run that lost its job (cancelled, timed out, re-leased) was refused
+NOT_HELD = "the job is no longer this worker's run"
 #: how often a held job-stop poll reads the store (ends on this replica wake it at once)
 STOP_POLL_S = 1.0
 
@@ -187,8 +189,7 @@ class WorkerService:
                         endpoint, job_id)
         if body.get("status") == JobStatus.IN_PROGRESS.value:
             ok = await self._store.set_progress(job_id, held.lease or "", body.get("output"))
-            return Result(ok, JobStatus.IN_PROGRESS.value,
-                          None if ok else "the job is no longer this worker's run")
+            return Result(ok, JobStatus.IN_PROGRESS.value, None if ok else NOT_HELD)
         error = body.get("error")
         if error:
             status, message = JobStatus.FAILED, error if isinstance(error, str) \
@@ -198,7 +199,7 @@ class WorkerService:
         ended = await self._store.finish(job_id, held.lease or "", status, body.get("output"),
                                          message)
         if ended is None:
-            return Result(False, held.status.value, "the job is no longer this worker's run")
+            return Result(False, held.status.value, NOT_HELD)
         self._metrics.ended(ended)
         if ended.webhook:
             self._wake_webhooks()
@@ -211,8 +212,7 @@ class WorkerService:
         if isinstance(held, Result):
             return held
         ok = await self._store.append_stream(job_id, held.lease or "", [body.get("output")])
-        return Result(ok, JobStatus.IN_PROGRESS.value,
-                      None if ok else "the job is no longer this worker's run")
+        return Result(ok, JobStatus.IN_PROGRESS.value, None if ok else NOT_HELD)
 
     # -- what operators see --------------------------------------------------------------
     async def health(self, endpoint: str) -> dict[str, int]:
