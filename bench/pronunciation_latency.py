@@ -4,8 +4,8 @@
 
 Prints, for the 3.1 s Festival recording of "the quick brown fox jumps over the lazy
 dog" (tests/pronunciation/fixtures/fox.wav):
-1. each stage alone: G2P (phonemize), recognizer (pocketsphinx phone loop + forced
-   alignment on decoded audio), and the whole pipeline end to end, at concurrency 1;
+1. each stage alone: G2P (phonemize), recognizer (pocketsphinx forced alignment + the
+   rival pass for GOP, on decoded audio), and the whole pipeline end to end, at concurrency 1;
 2. the pipeline's own per-stage timings and how much of the branch time overlapped;
 3. jobs/s of the pipeline with `--concurrency` jobs in flight.
 

@@ -30,10 +30,14 @@ class AlignedPhone(BaseModel):
     gop: float
     confidence: float = Field(ge=0, le=1)
     #: GOP proper (Witt & Young): log-likelihood ratio (nats/frame, <= 0) of this phone
-    #: against the free phone loop over the same frames. None from backends without it.
+    #: against the rival path (or the free phone loop) over the same frames. None from
+    #: backends without it.
     lpr: float | None = None
     #: frames (10 ms) the aligner gave the phone
     frames: int | None = None
+    #: the phone the rival path (the text's phones, any replaceable by another of its
+    #: kind) put over most of these frames instead of this one; None where it kept it
+    rival: str | None = None
 
 
 class AlignedWord(BaseModel):
@@ -47,7 +51,8 @@ class Recognition(BaseModel):
     """What a recognizer backend returns for one utterance."""
 
     backend: str
-    #: free phone recognition: never derived from the reference text
+    #: the backend's hypothesis: free phone recognition, or (pocketsphinx's "aligned")
+    #: the rival path through the reference text's phones
     phones: list[RecognizedPhone]
     #: forced alignment of the reference words (times and GOP only), when the backend can
     alignment: list[AlignedWord] | None = None

@@ -56,15 +56,17 @@ def test_sample_is_held_out_and_varied(outcomes: list[Outcome]) -> None:
                if p.expected is not None)
 
 
-@pytest.mark.xfail(strict=True, reason="PER other/own >= 2 for 78% of held-out correct "
-                   "readings (word hypothesis; 36% with the phone loop's); see README")
 def test_per_separates_own_from_other_sentence(outcomes: list[Outcome]) -> None:
     report = summarize(outcomes, breakdown=False)
     assert report.ratio_share >= TARGET_RATIO_SHARE, (TARGET_RATIO, report.lines)
+    # PER counts the phones judged wrong: a correct reading has few, another sentence many
+    correct = [o for o in outcomes if o.other is not None]
+    assert all(o.own.per <= 0.15 and o.other.per >= 0.3 for o in correct), [
+        (o.item["id"], o.own.per, o.other.per) for o in correct]
 
 
-@pytest.mark.xfail(strict=True, reason="held-out recall 61% (word substitutions 83%, "
-                   "one-phone substitutions 40%) at 7.7% correct words flagged; see README")
+@pytest.mark.xfail(strict=True, reason="held-out recall 68% (word substitutions 86%, "
+                   "one-phone substitutions 49%) at 8.8% correct words flagged; see README")
 def test_substituted_word_is_flagged(outcomes: list[Outcome]) -> None:
     report = summarize(outcomes, breakdown=False)
     assert report.recall >= TARGET_RECALL, report.lines

@@ -74,16 +74,43 @@ def test_hypothesis_does_not_come_from_the_reference(hypothesis: str) -> None:
 
 
 def test_auto_hypothesis(backend: PocketsphinxBackend) -> None:
-    """"auto" (the default): the word decode's phones when a text is given (GOP judges
-    the words), the phone loop's without one (the hypothesis alone judges them)."""
+    """"auto" (the default): the rival path's phones when a text is given (calibrated GOP
+    judges the words), the phone loop's without one (the hypothesis alone judges them)."""
     audio, _ = sf.read(FIXTURES / "box.wav", dtype="float32")
-    words = PocketsphinxBackend(hypothesis="words").recognize(audio, "en-us", None)
+    aligned = PocketsphinxBackend(hypothesis="aligned").recognize(audio, "en-us", FOX)
     loop = PocketsphinxBackend(hypothesis="phones").recognize(audio, "en-us", None)
-    assert [p.phone for p in words.phones] != [p.phone for p in loop.phones]
+    assert [p.phone for p in aligned.phones] != [p.phone for p in loop.phones]
     assert ([p.phone for p in backend.recognize(audio, "en-us", FOX).phones]
-            == [p.phone for p in words.phones])
+            == [p.phone for p in aligned.phones])
     assert ([p.phone for p in backend.recognize(audio, "en-us", None).phones]
             == [p.phone for p in loop.phones])
+
+
+def test_rival_path_hears_the_substituted_phone(backend: PocketsphinxBackend) -> None:
+    """The rival path (the text's phones, each replaceable by another of its kind) puts b
+    where box.wav says b for fox's f; on fox.wav it keeps the f. Its phones, one per phone
+    of the text, are the "aligned" hypothesis."""
+    heard = {}
+    for name in ("box", "fox"):
+        audio, _ = sf.read(FIXTURES / f"{name}.wav", dtype="float32")
+        result = backend.recognize(audio, "en-us", FOX)
+        fox = next(w for w in result.alignment if w.word == "fox")
+        heard[name] = fox.phones[0].rival
+        assert len(result.phones) == sum(len(w.phones) for w in result.alignment)
+    assert heard == {"box": "b", "fox": None}
+
+
+def test_gop_falls_back_to_the_phone_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the rival pass does not reach the end, GOP is taken against the free loop."""
+    backend = PocketsphinxBackend(hypothesis="aligned")
+    monkeypatch.setattr(backend, "_rival", lambda *args: None)
+    audio, _ = sf.read(FIXTURES / "box.wav", dtype="float32")
+    result = backend.recognize(audio, "en-us", FOX)
+    f = next(w for w in result.alignment if w.word == "fox").phones[0]
+    assert f.lpr is not None and f.lpr < -5 and f.rival is None
+    # no rival path, so the hypothesis is the loop's
+    loop = PocketsphinxBackend(hypothesis="phones").recognize(audio, "en-us", None)
+    assert [p.phone for p in result.phones] == [p.phone for p in loop.phones]
 
 
 def test_unaligned_words_and_languages(backend: PocketsphinxBackend) -> None:
@@ -96,7 +123,7 @@ def test_unaligned_words_and_languages(backend: PocketsphinxBackend) -> None:
 
 
 def test_gop_of_the_swapped_phone(backend: PocketsphinxBackend) -> None:
-    """GOP (forced phone vs free phone loop, nats/frame) of fox's f: near 0 where f was
+    """GOP (forced phone vs the rival path, nats/frame) of fox's f: near 0 where f was
     said, far below where b was."""
     said_b = assess(backend, "box", FOX)
     said_f = assess(backend, "fox", FOX)

@@ -171,6 +171,29 @@ def test_calibrated_gop_verdicts() -> None:
     assert [w.verdict for w in legacy.words] == ["mispronounced", "mispronounced"]
 
 
+def test_calibrated_per_counts_the_phones_judged_wrong() -> None:
+    """With calibrated GOP, PER counts the phones below their class threshold (each heard
+    as the rival path's phone there, or not at all), whatever the free hypothesis says."""
+    words = [CanonicalWord(word="fox", phones=["f", "ˈɑ", "k", "s"])]
+    f = gop_phone("f", 0.2, -11.0).model_copy(update={"rival": "b"})
+    k = gop_phone("k", 0.4, -12.0)  # judged wrong, but the rival path kept it
+    alignment = [AlignedWord(word="fox", start=0.2, end=0.6, phones=[
+        f, gop_phone("ɑ", 0.3, -0.5), k, gop_phone("s", 0.5, -0.8)])]
+    garbage = rec(["m", "i", "u", "z", "ʃ", "ʃ"], alignment)
+    result = score(words, garbage, calibration=CALIBRATION)
+    assert result.recognized_phones == ["b", "ɑ", "s"]
+    assert result.counts["substitution"] == 1 and result.counts["deletion"] == 1
+    assert result.per == 0.5 and result.accuracy == 0.5
+    ops = {p.expected: (p.op, p.recognized) for p in result.phones}
+    assert ops["f"] == ("substitution", "b") and ops["k"] == ("deletion", None)
+    # every phone above its threshold: PER 0, the hypothesis notwithstanding
+    clean = [AlignedWord(word="fox", start=0.2, end=0.6, phones=[
+        gop_phone(p, 0.2 + 0.1 * i, -0.5) for i, p in enumerate(["f", "ɑ", "k", "s"])])]
+    assert score(words, rec(["m", "i"], clean), calibration=CALIBRATION).per == 0.0
+    # without calibration PER comes from the hypothesis
+    assert score(words, garbage, calibration=None).per > 1.0
+
+
 def test_committed_calibration_loads() -> None:
     from deployments.pronunciation.scoring import PHONE_CLASSES, load_calibration
 

@@ -1,8 +1,8 @@
 """Phone recognizer backends behind one interface.
 
 A backend takes 16 kHz mono float32 audio and returns a `Recognition`: the phones it
-hears (free recognition, never read off the reference) and, where it can, a forced
-alignment of the reference words for times and GOP-style confidences.
+hears (free recognition, or pocketsphinx's rival path through the reference's phones)
+and, where it can, a forced alignment of the reference words for times and GOP.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class PhoneRecognizerBackend(Protocol):
         ...
 
     def recognize(self, audio: np.ndarray, language: str, text: str | None = None) -> Recognition:
-        """Phones heard in `audio`; `text` (the reference words) only places them in time."""
+        """Phones heard in `audio`; `text` (the reference words), when given, is aligned
+        for times and GOP."""
         ...
 
 

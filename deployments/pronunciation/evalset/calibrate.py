@@ -8,7 +8,7 @@ writes deployments/pronunciation/calibration.json (committed; `scoring` loads it
 
 Procedure. Every calibration recording is recognized and force-aligned to its reference
 sentence; each canonical phone gets its GOP (log posterior ratio of the forced phone
-against the free phone loop over the same frames, nats per frame, see backends/sphinx.py)
+against the rival path over the same frames, nats per frame, see backends/sphinx.py)
 and a class (function-word vowel / consonant, stressed vowel, reduced vowel, stop,
 fricative, nasal, approximant). The phones of correctly read words give, per class, the
 distribution of GOP under correct pronunciation, separately for narrowband audio (the
@@ -142,7 +142,8 @@ def main() -> None:
         "split": "calibration", "voices": voices, "words": len(words),
         "substituted_words": sum(c for c, _ in words), "budget": args.budget,
         "recall": round(recall, 4), "correct_words_flagged": round(false, 4),
-        "feature": "GOP: forced-phone vs free-phone-loop log likelihood ratio, nats/frame",
+        "feature": "GOP: forced phone vs rival path (any phone replaced by another of its "
+                   "kind) log likelihood ratio, nats/frame",
         "backend": "pocketsphinx",
     }
     args.out.write_text(json.dumps(cal, indent=1) + "\n", encoding="utf-8")
