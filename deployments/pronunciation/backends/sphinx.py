@@ -29,6 +29,8 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +182,7 @@ class PocketsphinxBackend:
                              f"{language!r} (configure the POWSM backend for other languages)")
         started = time.perf_counter()
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        loop = _Loop(self, pcm)
+        loop = _Loop(lambda: self._free_loop(pcm))
         warnings: list[str] = []
         alignment = rival_phones = None
         if text and self._align_enabled:
@@ -343,23 +345,22 @@ class _Loop:
     """The free phone loop over one utterance, decoded at most once and only when asked
     for: its phones (the "phones" hypothesis) or its scores (GOP without a rival path)."""
 
-    def __init__(self, backend: PocketsphinxBackend, pcm: bytes) -> None:
-        self._backend, self._pcm, self._decoder = backend, pcm, None
+    def __init__(self, decode: Callable[[], object]) -> None:
+        self._decode = decode
 
+    @cached_property
     def _decoded(self) -> object:
-        if self._decoder is None:
-            self._decoder = self._backend._free_loop(self._pcm)
-        return self._decoder
+        return self._decode()
 
     def phones(self) -> list[RecognizedPhone]:
         return [RecognizedPhone(phone=ARPABET_TO_IPA[seg.word],
                                 start=round(seg.start_frame * FRAME_S, 3),
                                 end=round((seg.end_frame + 1) * FRAME_S, 3))
-                for seg in self._decoded().seg()
+                for seg in self._decoded.seg()
                 if seg.word in ARPABET_TO_IPA]  # drops SIL and the +NSN+/+SPN+ noise models
 
     def frame_scores(self, n_frames: int) -> np.ndarray:
-        return _frame_scores(self._decoded(), n_frames)
+        return _frame_scores(self._decoded, n_frames)
 
 
 def _path(decoder: object, owner: dict[str, tuple[int, str]]
