@@ -31,7 +31,7 @@ phone below its class threshold replaced by the phone the backend's rival path h
 (or dropped when it heard none, or when the aligner did not reach it): PER is then the
 share of phones the assessment judges wrong, consistent with the word verdicts, and
 separates a reading of the sentence from a reading of another far better than a free
-hypothesis (held-out: 99% of correct readings at least 2x, against 78% for the word
+hypothesis (held-out: 97% of correct readings at least 2x, against 78% for the word
 decode's). Without calibrated GOP they come from the backend's hypothesis.
 """
 
@@ -246,7 +246,7 @@ class _RefPhone:
     start: float | None = None
     end: float | None = None
     confidence: float | None = None
-    #: GOP (log posterior ratio against the free phone loop, nats/frame), when aligned
+    #: GOP (log-likelihood ratio against the rival path, nats/frame), when aligned
     lpr: float | None = None
     #: calibration class (function-word vowel, reduced vowel, stop, ...)
     klass: str = ""

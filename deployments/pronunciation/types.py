@@ -84,8 +84,8 @@ class PhoneResult(BaseModel):
     start: float | None = None
     end: float | None = None
     confidence: float | None = None
-    #: goodness of pronunciation (nats/frame, <= 0; 0 = as good as the free phone loop),
-    #: when the backend aligns
+    #: goodness of pronunciation (nats/frame, <= 0; 0 = nothing on the rival path explains
+    #: these frames better), when the backend aligns
     gop: float | None = None
 
 

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from deployments.common.errors import InputError
+from deployments.pronunciation.backends import sphinx
 from deployments.pronunciation.backends.sphinx import PocketsphinxBackend
 from deployments.pronunciation.scoring import score
 from deployments.pronunciation.types import AssessmentScores, CanonicalWord
@@ -131,6 +132,29 @@ def test_gop_of_the_swapped_phone(backend: PocketsphinxBackend) -> None:
            for name, r in (("box", said_b), ("fox", said_f))}
     assert gop["box"] is not None and gop["fox"] is not None
     assert gop["box"] < -5 < -2 < gop["fox"], gop
+
+
+@pytest.mark.parametrize("name", ["fox", "box"])
+def test_forced_and_rival_scores_share_a_scale(backend: PocketsphinxBackend, name: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """pocketsphinx scores a frame relative to the best senone it computed in that frame;
+    the forced search computes far fewer than the rival one, so unless every search
+    scores all senones the forced phone looks better than the same sound on the rival
+    path, and GOP leans to 0. With one scale, the rival network (which holds the forced
+    path) explains the aligned frames at least as well as the forced path does."""
+    seen = []
+    real = sphinx._aligned_phone
+
+    def spy(arpabet, start, frames, score, denominator, path):  # noqa: ANN001, ANN202
+        seen.append((score, float(denominator[start:start + frames].sum())))
+        return real(arpabet, start, frames, score, denominator, path)
+
+    monkeypatch.setattr(sphinx, "_aligned_phone", spy)
+    audio, _ = sf.read(FIXTURES / f"{name}.wav", dtype="float32")
+    backend.recognize(audio, "en-us", FOX)
+    forced, rival = sum(s for s, _ in seen), sum(r for _, r in seen)
+    assert len(seen) > 20 and forced < 0
+    assert rival >= forced, (forced, rival)
 
 
 def test_alignment_survives_long_silences(backend: PocketsphinxBackend) -> None:

@@ -143,7 +143,7 @@ def main() -> None:
         "substituted_words": sum(c for c, _ in words), "budget": args.budget,
         "recall": round(recall, 4), "correct_words_flagged": round(false, 4),
         "feature": "GOP: forced phone vs rival path (any phone replaced by another of its "
-                   "kind) log likelihood ratio, nats/frame",
+                   "kind) log likelihood ratio, nats/frame, all senones scored every frame",
         "backend": "pocketsphinx",
     }
     args.out.write_text(json.dumps(cal, indent=1) + "\n", encoding="utf-8")
