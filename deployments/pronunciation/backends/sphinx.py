@@ -22,10 +22,9 @@ the best senone of each frame). Every search scores all senones in every frame
 (`compallsen`), so that "the best senone of the frame" is the same for all of them: by
 default pocketsphinx computes only the senones of active states, the forced search has
 far fewer than the rival one, so its phones were measured against a lower best and looked
-better than the same sound on the rival path, and GOP leaned to 0 (held-out recall of
-substituted words 67.7% -> 69.5% once fixed and recalibrated, at 8.5% correct words
-flagged; recognition about twice as slow). When the rival pass does not reach the end,
-the free loop is the denominator.
+better than the same sound on the rival path, and GOP leaned to 0 (figures and cost in
+the family's README). When the rival pass does not reach the end, the free loop is the
+denominator.
 """
 
 from __future__ import annotations
@@ -78,9 +77,8 @@ _OPEN, _CLOSE = "sil_open", "sil_close"
 _ALIGN_CONFIGS: tuple[dict[str, object], ...] = (
     {}, {"beam": 1e-100, "wbeam": 1e-80, "pbeam": 1e-100, "dither": True})
 #: the rival pass: narrow beams (the aligner's defaults take 10-40 s a sentence with ~20
-#: alternatives per phone). Where they do not reach the end (5 of the evaluation set's 675
-#: recordings) the free loop stands in, in a second or so: retrying with the defaults
-#: took 8-24 s for those.
+#: alternatives per phone); where they do not reach the end the free loop stands in
+#: rather than a slow retry with the defaults (README)
 _RIVAL_CONFIG: dict[str, object] = {"beam": 1e-20, "pbeam": 1e-20, "wbeam": 1e-15}
 _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 #: pseudo-word prefix of a rival phone
