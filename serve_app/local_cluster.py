@@ -139,16 +139,32 @@ class LocalCluster:
         for _ in range(self.workers):
             self.add_worker()
 
-    def add_worker(self) -> int:
+    def add_worker(self, timeout_s: float = 300) -> int:
         """Start a worker node and wait until it joined. One at a time: nodes starting
-        together on one machine can pick the same free port and fail to bind."""
-        leader = self._ray_start(f"--address=127.0.0.1:{self.state.gcs_port}",
-                                 f"--num-cpus={self.worker_cpus}",
-                                 f"--num-gpus={self.worker_gpus}")
+        together on one machine can pick the same free port and fail to bind. A start that
+        gives up (`ray start` exits: "timed out during startup", seen with a busy GCS on 2
+        cores) is started again, as a node supervisor would, until `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            leader = self._ray_start(f"--address=127.0.0.1:{self.state.gcs_port}",
+                                     f"--num-cpus={self.worker_cpus}",
+                                     f"--num-gpus={self.worker_gpus}")
+            proc = self._procs[leader]
+            wait_until(lambda n=leader: self._joined_or_gave_up(n), "the worker node to join",
+                       max(1.0, deadline - time.monotonic()), self.log_path)
+            if proc.poll() is None:
+                return leader
+            _end_group(leader, signal.SIGKILL, proc)
+            self.state.nodes.remove(leader)
+            self._save()
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no worker node joined within {timeout_s} s")
+
+    def _joined_or_gave_up(self, leader: int) -> bool:
+        if self._procs[leader].poll() is not None:
+            return True
         # This node by its id: a node just killed may still count as alive for a while.
-        wait_until(lambda: self.node_id(leader) in {n["node_id"] for n in self.alive_nodes()},
-                   "the worker node to join", log=self.log_path)
-        return leader
+        return self.node_id(leader) in {n["node_id"] for n in self.alive_nodes()}
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         from ray.util.state import list_nodes

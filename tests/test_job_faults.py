@@ -35,11 +35,12 @@ def test_sigkill_of_the_model_replica_loses_no_job(tmp_path: Path) -> None:
     try:
         cluster.start("/v2/demo/health")
         url = f"{cluster.url}/v2/demo"
-        ids = [httpx.post(f"{url}/run", json={"input": {"delay_s": 4, "echo": i}}).json()["id"]
+        # 15 s a job: long enough that all 20 are seen running on a slow, shared machine
+        ids = [httpx.post(f"{url}/run", json={"input": {"delay_s": 15, "echo": i}}).json()["id"]
                for i in range(20)]
         # Every job has reported progress from inside the replica: all 20 run on it.
         wait_until(lambda: all(s.get("output") == {"step": 1, "of": 1}
-                               for s in _statuses(url, ids).values()), "20 jobs running", 60)
+                               for s in _statuses(url, ids).values()), "20 jobs running", 120)
         (pid,) = cluster.replica_pids("handler-demo")
         os.kill(pid, signal.SIGKILL)
         final = wait_until(lambda: (s := _statuses(url, ids)) and all(
