@@ -18,7 +18,7 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """test_start_command.py runs first: its `serve run` starts (and times) a Ray of its
+    """test_start_command.py runs first: its `serve run` starts a Ray of its
     own, before any test starts this session's cluster."""
     first = [item for item in items if item.path.name == "test_start_command.py"]
     items[:] = first + [item for item in items if item not in first]
