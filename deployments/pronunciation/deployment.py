@@ -20,7 +20,7 @@ from deployments.pronunciation.backends import build_backend
 from deployments.pronunciation.config import AssessmentArgs, RecognizerArgs
 from deployments.pronunciation.pipeline import Assessor
 from deployments.pronunciation.scoring import substitution_cost
-from deployments.pronunciation.types import Recognition
+from deployments.pronunciation.types import CanonicalWord, Recognition
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +38,10 @@ class PhoneRecognizer:
         self._backend = build_backend(args.backend, args.settings, str(self._device))
 
     async def recognize(self, audio: np.ndarray, language: str = "en-us",
-                        text: str | None = None) -> Recognition:
+                        text: str | None = None,
+                        words: list[CanonicalWord] | None = None) -> Recognition:
         # Decoding is blocking C/torch work: keep it off the replica's event loop.
-        return await asyncio.to_thread(self._backend.recognize, audio, language, text)
+        return await asyncio.to_thread(self._backend.recognize, audio, language, text, words)
 
     async def check_health(self) -> None:
         await asyncio.to_thread(probe_recognizer, self._backend, self._device)

@@ -62,14 +62,28 @@ def canonical(text: str) -> list[CanonicalWord]:
     return [CanonicalWord(word=w.word, phones=w.phones) for w in words]
 
 
+def backend_name() -> str:
+    """The recognizer evaluated: PRON_EVAL_BACKEND (default pocketsphinx), with settings
+    from PRON_EVAL_SETTINGS (JSON). Keep one --cache per backend."""
+    return os.environ.get("PRON_EVAL_BACKEND", "pocketsphinx")
+
+
 def _backend() -> object:
     global _BACKEND
     if _BACKEND is None:
         from deployments.pronunciation.backends import build_backend
 
-        _BACKEND = build_backend(os.environ.get("PRON_EVAL_BACKEND", "pocketsphinx"),
+        _BACKEND = build_backend(backend_name(),
                                  json.loads(os.environ.get("PRON_EVAL_SETTINGS", "{}")))
     return _BACKEND
+
+
+def _recognize(samples: np.ndarray, text: str) -> dict:
+    """As the pipeline calls the backend: with G2P's phones where it aligns them."""
+    from deployments.pronunciation.backends import ALIGNS_GIVEN_PHONES
+
+    words = canonical(text) if backend_name() in ALIGNS_GIVEN_PHONES else None
+    return _backend().recognize(samples, "en-us", text, words).model_dump()
 
 
 def recognize_item(directory: Path, item: dict) -> dict:
@@ -78,10 +92,9 @@ def recognize_item(directory: Path, item: dict) -> dict:
     from deployments.pronunciation.audio import decode_audio
 
     audio = decode_audio((directory / item["file"]).read_bytes(), max_duration_s=20.0)
-    out = {"own": _backend().recognize(audio.samples, "en-us", item["reference"]).model_dump()}
+    out = {"own": _recognize(audio.samples, item["reference"])}
     if item["kind"] == "correct":
-        out["other"] = _backend().recognize(audio.samples, "en-us",
-                                            item["other"]).model_dump()
+        out["other"] = _recognize(audio.samples, item["other"])
     return out
 
 

@@ -1,13 +1,15 @@
 """The pronunciation-assessment endpoint's logic, without Ray: a request in, scores out.
 
     request ─┬─► g2p(text, language, backend)                      (canonical phones)
-             └─► fetch + decode audio ─► recognize(samples, language, text)
+             └─► fetch + decode audio ─► recognize(samples, language, text, words)
              ─► scoring.score ─► AssessmentResult
 
 `g2p` and `recognize` are async callables (the Serve deployment passes its handles'
 `.remote`; tests pass plain coroutines). Both branches start before either is awaited, so
 the latency is about the slower branch, not the sum; if one fails or runs out of time,
-the other is cancelled.
+the other is cancelled. A backend that aligns the canonical phones themselves (POWSM's
+CTC GOP) gets them as `words`, so its recognition waits for G2P (milliseconds); the
+others get None and run beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from deployments.common.errors import InputError, TooLarge, input_error_in, pars
 from deployments.common.fetch import S3Config, fetch_input
 from deployments.g2p.types import G2PResult
 from deployments.pronunciation.audio import DecodedAudio, decode_audio
+from deployments.pronunciation.backends import ALIGNS_GIVEN_PHONES
 from deployments.pronunciation.config import AssessmentArgs, AssessmentRequest
 from deployments.pronunciation.scoring import parse_target_ipa, score
 from deployments.pronunciation.types import (
@@ -34,7 +37,8 @@ from deployments.pronunciation.types import (
 
 T = TypeVar("T")
 G2P = Callable[[str, str, str | None], Awaitable[G2PResult]]
-Recognize = Callable[[np.ndarray, str, str | None], Awaitable[Recognition]]
+Recognize = Callable[[np.ndarray, str, str | None, list[CanonicalWord] | None],
+                     Awaitable[Recognition]]
 
 
 class Assessor:
@@ -45,6 +49,7 @@ class Assessor:
         self._g2p = g2p
         self._recognize = recognize
         self._args = args
+        self._aligns_phones = args.recognizer.backend in ALIGNS_GIVEN_PHONES
 
     async def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """A RunPod-shaped job in, `AssessmentResult` JSON out."""
@@ -64,10 +69,7 @@ class Assessor:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         audio, recognition, g2p_result = await self._branches(request, text, s3, timings)
-        canonical = ([CanonicalWord(word=w.word, phones=w.phones) for w in g2p_result.words]
-                     if g2p_result else parse_target_ipa(request.target_ipa or ""))
-        if not canonical:
-            raise InputError("the reference has no phones to assess against")
+        canonical = _canonical(request, g2p_result)
         t = time.perf_counter()
         scores = await asyncio.to_thread(score, canonical, recognition, args.gop_weight,
                                          args.word_threshold)
@@ -102,8 +104,10 @@ class Assessor:
         async def speech() -> tuple[DecodedAudio, Recognition]:
             audio = await self._timed("audio", asyncio.to_thread(self._load_audio, request, s3),
                                       timings)
+            words = (_canonical(request, await g2p if g2p else None)
+                     if self._aligns_phones else None)
             return audio, await model_call(
-                "recognizer", self._recognize(audio.samples, request.language, text))
+                "recognizer", self._recognize(audio.samples, request.language, text, words))
 
         # G2P starts first: it needs only the text.
         g2p = (asyncio.ensure_future(model_call(
@@ -142,3 +146,12 @@ class Assessor:
         return decode_audio(data, args.max_duration_s, args.warn_min_duration_s,
                             max_channels=args.max_channels,
                             max_sample_rate=args.max_sample_rate)
+
+
+def _canonical(request: AssessmentRequest, g2p_result: G2PResult | None) -> list[CanonicalWord]:
+    """The reference's words and phones: G2P's, or the caller's `target_ipa`."""
+    canonical = ([CanonicalWord(word=w.word, phones=w.phones) for w in g2p_result.words]
+                 if g2p_result else parse_target_ipa(request.target_ipa or ""))
+    if not canonical:
+        raise InputError("the reference has no phones to assess against")
+    return canonical

@@ -119,7 +119,7 @@ def phone_class(phone: str, *, function_word: bool = False, stressed: bool | Non
 def word_classes(word: str, raw_phones: list[str]) -> list[str]:
     """Classes of a canonical word's normalized phones, read off its raw (stress-marked)
     phones: an unstressed vowel of a word that marks stress somewhere is reduced."""
-    function_word = word.lower().strip(".,!?;:\"'()") in FUNCTION_WORDS
+    function_word = word_key(word) in FUNCTION_WORDS
     marked = any(m in p for p in raw_phones for m in "ˈˌ")
     classes: list[str] = []
     carry = False
@@ -133,6 +133,11 @@ def word_classes(word: str, raw_phones: list[str]) -> list[str]:
         classes.append(phone_class(phone, function_word=function_word,
                                    stressed=stressed if marked else None))
     return classes
+
+
+def word_key(word: str) -> str:
+    """A word as aligners name it: lower case, without surrounding punctuation."""
+    return word.lower().strip(".,!?;:\"'()")
 
 
 def normalize_phone(phone: str) -> str:
@@ -266,7 +271,7 @@ def _attach_alignment(words: list[CanonicalWord], aligned: list[AlignedWord],
     k = 0
     for index, word in enumerate(words):
         for look in range(k, len(aligned)):
-            if aligned[look].word == word.word.lower().strip(".,!?;:\"'()"):
+            if aligned[look].word == word_key(word.word):
                 by_word[index] = aligned[look]
                 k = look + 1
                 break
@@ -307,6 +312,9 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
     if calibration is True:
         calibration = load_calibration()
     calibration = calibration or None
+    if calibration and calibration.get("fitted_on", {}).get(
+            "backend", recognition.backend) != recognition.backend:
+        calibration = None  # another backend's GOP scale
     if calibration and recognition.narrowband and "classes_narrowband" in calibration:
         calibration = {**calibration, "classes": calibration["classes_narrowband"]}
     # Words left with no phones (G2P's punctuation "words", for one) have nothing to score.

@@ -19,9 +19,9 @@ class AlignedPhone(BaseModel):
     """A reference phone placed in time by forced alignment.
 
     `gop` is the mean per-frame acoustic log-likelihood (nats) of the forced phone
-    relative to the best-scoring acoustic state in each frame: 0 is as good as the
-    model can explain those frames, very negative means another sound fits better.
-    `confidence` squashes it to 0..1.
+    relative to the best-scoring acoustic state (POWSM: the best token's CTC posterior)
+    in each frame: 0 is as good as the model can explain those frames, very negative
+    means another sound fits better. `confidence` squashes it to 0..1.
     """
 
     phone: str
@@ -30,10 +30,11 @@ class AlignedPhone(BaseModel):
     gop: float
     confidence: float = Field(ge=0, le=1)
     #: GOP proper (Witt & Young): log-likelihood ratio (nats/frame, <= 0) of this phone
-    #: against the rival path (or the free phone loop) over the same frames. None from
-    #: backends without it.
+    #: against the rival path (or the free phone loop) over the same frames; POWSM: of the
+    #: reference against it with this phone replaced by its likeliest rival (ctc_gop.py).
+    #: None from backends without it.
     lpr: float | None = None
-    #: frames (10 ms) the aligner gave the phone
+    #: frames the aligner gave the phone (pocketsphinx: 10 ms; POWSM: its encoder's)
     frames: int | None = None
     #: the phone the rival path (the text's phones, any replaceable by another of its
     #: kind) put over most of these frames instead of this one; None where it kept it

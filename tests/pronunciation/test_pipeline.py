@@ -16,7 +16,7 @@ from deployments.common.errors import InputError, TooLarge, Unsupported
 from deployments.g2p.types import G2PResult, WordPhones
 from deployments.pronunciation.config import AssessmentArgs
 from deployments.pronunciation.pipeline import Assessor
-from deployments.pronunciation.types import Recognition, RecognizedPhone
+from deployments.pronunciation.types import CanonicalWord, Recognition, RecognizedPhone
 
 FOX_WAV = (Path(__file__).parent / "fixtures" / "fox.wav").read_bytes()
 #: "hello world" as G2P gives it, and as the stand-in recognizer hears it (one phone off)
@@ -51,9 +51,9 @@ class StandIns:
         await self._work("g2p", text, language, backend)
         return G2PResult.from_words(language, "stand-in-g2p", HELLO)
 
-    async def recognize(self, samples: np.ndarray, language: str,
-                        text: str | None) -> Recognition:
-        await self._work("recognize", samples, language, text)
+    async def recognize(self, samples: np.ndarray, language: str, text: str | None,
+                        words: list[CanonicalWord] | None) -> Recognition:
+        await self._work("recognize", samples, language, text, words)
         return Recognition(backend="stand-in", phones=[RecognizedPhone(phone=p) for p in HEARD],
                            decode_s=0.123)
 
@@ -71,9 +71,10 @@ def test_scores_the_recognized_phones_against_g2p_and_shows_the_overlap() -> Non
     models = StandIns()
     out = run(models, job(), g2p_backend="gruut")
     assert models.calls["g2p"] == ("hello world", "en-us", "gruut")
-    samples, language, text = models.calls["recognize"]
+    samples, language, text, words = models.calls["recognize"]
     assert samples.dtype == np.float32 and len(samples) == pytest.approx(3.13 * 16_000, rel=0.01)
-    assert (language, text) == ("en-us", "hello world")
+    # pocketsphinx (the default) aligns the text itself: it does not wait for G2P's phones
+    assert (language, text, words) == ("en-us", "hello world", None)
 
     assert out["recognizer"] == "stand-in" and out["g2p_backend"] == "stand-in-g2p"
     assert [w["word"] for w in out["words"]] == ["hello", "world"]
@@ -88,6 +89,25 @@ def test_scores_the_recognized_phones_against_g2p_and_shows_the_overlap() -> Non
     # the branches overlapped: G2P ran while the audio was decoded and recognized
     branches_s = timings["total"] - timings["scoring"]
     assert branches_s < timings["g2p"] + timings["audio"] + timings["recognizer"] - 0.1, timings
+
+
+@pytest.mark.parametrize("backend", ["powsm", "powsm_ctc"])
+def test_a_backend_aligning_given_phones_gets_g2ps_phones(backend: str) -> None:
+    models = StandIns()
+    out = run(models, job(), recognizer={"backend": backend})
+    *_, words = models.calls["recognize"]
+    assert words == [CanonicalWord(word=w.word, phones=w.phones) for w in HELLO]
+    assert out["per"] == pytest.approx(1 / 8)
+    # its recognition waited for G2P; the audio was still decoded beside it
+    timings = out["timings"]
+    assert timings["total"] - timings["scoring"] >= timings["g2p"] + timings["recognizer"]
+
+
+def test_a_backend_aligning_given_phones_gets_target_ipa_phones() -> None:
+    models = StandIns()
+    run(models, job(text=None, target_ipa="/h//ə//l//oʊ/"), recognizer={"backend": "powsm"})
+    *_, words = models.calls["recognize"]
+    assert [w.phones for w in words] == [["h", "ə", "l", "oʊ"]] and "g2p" not in models.calls
 
 
 def test_target_ipa_skips_g2p() -> None:

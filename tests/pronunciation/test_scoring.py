@@ -194,11 +194,25 @@ def test_calibrated_per_counts_the_phones_judged_wrong() -> None:
     assert score(words, garbage, calibration=None).per > 1.0
 
 
+def test_a_calibration_applies_to_its_own_backend_only() -> None:
+    """GOP scales differ between backends (pocketsphinx's senone ratios, POWSM's CTC
+    ratios): another backend's calibration is not applied."""
+    words = [CanonicalWord(word="fox", phones=["f", "ˈɑ", "k", "s"])]
+    clean = [AlignedWord(word="fox", start=0.2, end=0.6, phones=[
+        gop_phone(p, 0.2 + 0.1 * i, -0.5) for i, p in enumerate(["f", "ɑ", "k", "s"])])]
+    garbage = rec(["m", "i"], clean)  # backend "test"
+    fitted = {**CALIBRATION, "fitted_on": {"backend": "test"}}
+    assert score(words, garbage, calibration=fitted).per == 0.0
+    other = {**CALIBRATION, "fitted_on": {"backend": "pocketsphinx"}}
+    assert score(words, garbage, calibration=other).per > 0.5  # from the hypothesis
+
+
 def test_committed_calibration_loads() -> None:
     from deployments.pronunciation.scoring import PHONE_CLASSES, load_calibration
 
     cal = load_calibration()
     assert cal is not None and set(PHONE_CLASSES) <= set(cal["classes"])
     assert cal["word_threshold"] == 50.0 and 0 < cal["quantile"] < 0.2
+    assert cal["fitted_on"]["backend"] == "pocketsphinx"
     # function-word vowels are judged against their own, lower, threshold
     assert cal["classes"]["function_vowel"]["threshold"] < cal["classes"]["vowel"]["threshold"]

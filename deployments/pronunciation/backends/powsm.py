@@ -5,6 +5,13 @@ local directory or an s3:// prefix, and decodes with task `<pr>`, the request's
 language symbol and no previous text (`<na>`). POWSM writes each phone between
 slashes after a `<notimestamps>` marker: "<eng><pr><notimestamps>/p//h//o/".
 
+Given the reference's canonical phones (`words`), the model's CTC head (POWSM-CTC's
+output, or the attention model's auxiliary CTC) scores them: the encoder output of the
+decode is kept, its CTC log-posteriors force-align the phones for times, and each phone's
+GOP is a log-likelihood ratio against its likeliest rivals (ctc_gop.py). The committed
+calibration is pocketsphinx's, so these GOPs feed word scores through the phones'
+confidences until a POWSM calibration is made (evalset/calibrate.py) with real weights.
+
 ESPnet is an optional extra (`pip install .[powsm]`, see the README for a recipe that
 keeps torch as it is); it is imported only when this backend is built.
 """
@@ -13,9 +20,11 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import math
 import re
 import sys
 import tempfile
+import threading
 import time
 import types
 from pathlib import Path
@@ -25,8 +34,15 @@ import numpy as np
 
 from deployments.common.errors import InputError
 from deployments.common.fetch import resolve_weights_dir
-from deployments.pronunciation.scoring import parse_slashed
-from deployments.pronunciation.types import Recognition, RecognizedPhone
+from deployments.pronunciation.ctc_gop import phone_gops
+from deployments.pronunciation.scoring import normalize_phone, parse_slashed, word_key
+from deployments.pronunciation.types import (
+    AlignedPhone,
+    AlignedWord,
+    CanonicalWord,
+    Recognition,
+    RecognizedPhone,
+)
 
 #: request language (BCP-47, lower case) -> POWSM's ISO 639-3 symbol. A request may
 #: also name the symbol itself ("<eng>") or its code ("eng").
@@ -139,7 +155,29 @@ class PowsmBackend:
         self._symbols = set(self._model.converter.token_list)
         conf = resolved.get("preprocessor_conf") or {}
         # The model was trained on fixed windows; the CTC decoder does not pad by itself.
-        self._window = int(conf.get("fs", 16_000) * conf.get("speech_length", 20))
+        self._fs = int(conf.get("fs", 16_000))
+        self._window = int(self._fs * conf.get("speech_length", 20))
+        s2t = self._model.s2t_model
+        self._ctc_head = getattr(s2t, "ctc", None)
+        self._blank = int(getattr(s2t, "blank_id", 0))
+        tokens = self._model.converter.token_list
+        self._phone_tokens = {t[1:-1]: i for i, t in enumerate(tokens)
+                              if len(t) > 2 and t[0] == t[-1] == "/"}
+        self._encoded = threading.local()
+        if self._ctc_head is not None:
+            self._keep_encoder_output(s2t)
+
+    def _keep_encoder_output(self, s2t: Any) -> None:
+        """Keep each decode's encoder output (per thread) for the CTC GOP, so scoring the
+        phones costs no second encoder pass."""
+        encode = s2t.encode
+        kept = self._encoded
+
+        def encode_and_keep(*args: Any, **kwargs: Any) -> Any:
+            kept.value = encode(*args, **kwargs)
+            return kept.value
+
+        s2t.encode = encode_and_keep
 
     def language_symbol(self, language: str) -> str | None:
         code = language.strip().lower().replace("_", "-")
@@ -152,7 +190,10 @@ class PowsmBackend:
     def supports(self, language: str) -> bool:
         return self.language_symbol(language) is not None
 
-    def recognize(self, audio: np.ndarray, language: str, text: str | None = None) -> Recognition:
+    def recognize(self, audio: np.ndarray, language: str, text: str | None = None,
+                  words: list[CanonicalWord] | None = None) -> Recognition:
+        """`text` is not used (POWSM's `<pr>` task takes no prompt); `words`, when given,
+        are aligned and scored by GOP through the CTC head."""
         symbol = self.language_symbol(language)
         if symbol is None:
             raise InputError(f"language {language!r} has no symbol in this POWSM model")
@@ -165,8 +206,59 @@ class PowsmBackend:
             results = results[0]
         hypothesis = results[0][0] or ""
         phones = [RecognizedPhone(phone=p) for p in parse_powsm_output(hypothesis)]
-        return Recognition(backend=self.name, phones=phones,
-                           decode_s=time.perf_counter() - started)
+        warnings: list[str] = []
+        alignment = None
+        if words and self._ctc_head is not None:
+            alignment = self._align(words, min(len(audio), self._window), warnings)
+        return Recognition(backend=self.name, phones=phones, alignment=alignment,
+                           warnings=warnings, decode_s=time.perf_counter() - started)
+
+    def _log_posteriors(self, n_samples: int) -> tuple[np.ndarray, float]:
+        """The last decode's CTC log-posteriors over the audio's frames, and a frame's
+        seconds (POWSM-CTC decodes a padded window; its padding frames are dropped)."""
+        import torch
+
+        encoded, lengths = self._encoded.value
+        if isinstance(encoded, tuple):  # (final, intermediate CTC outputs)
+            encoded = encoded[0]
+        with torch.no_grad():
+            log_probs = self._ctc_head.log_softmax(encoded)[0, : int(lengths[0])]
+        log_probs = log_probs.float().cpu().numpy().astype(np.float64)
+        decoded = self._window if self._ctc else n_samples
+        frame_s = decoded / self._fs / len(log_probs)
+        return log_probs[: math.ceil(n_samples / self._fs / frame_s)], frame_s
+
+    def _phone_token(self, phone: str) -> int | None:
+        return self._phone_tokens.get(phone, self._phone_tokens.get(normalize_phone(phone)))
+
+    def _align(self, words: list[CanonicalWord], n_samples: int,
+               warnings: list[str]) -> list[AlignedWord] | None:
+        placed = [(index, phone, token) for index, word in enumerate(words)
+                  for phone in word.phones if (token := self._phone_token(phone)) is not None]
+        missing = sum(len(w.phones) for w in words) - len(placed)
+        if missing:
+            warnings.append(f"{missing} reference phone(s) are not in this POWSM model's "
+                            "phone set and have no GOP")
+        if not placed:
+            return None
+        log_probs, frame_s = self._log_posteriors(n_samples)
+        gops = phone_gops(log_probs, [token for *_, token in placed], self._blank,
+                          list(self._phone_tokens.values()))
+        if gops is None:
+            warnings.append("the audio is too short for the reference's phones: no GOP")
+            return None
+        names = {token: phone for phone, token in self._phone_tokens.items()}
+        by_word: dict[int, list[AlignedPhone]] = {}
+        for (index, phone, _), gop in zip(placed, gops, strict=True):
+            by_word.setdefault(index, []).append(AlignedPhone(
+                phone=phone, start=round(gop.start * frame_s, 3),
+                end=round(gop.end * frame_s, 3), gop=round(gop.gop, 4),
+                confidence=math.exp(gop.gop), lpr=round(gop.lpr, 4),
+                frames=gop.end - gop.start,
+                rival=names[gop.rival] if gop.rival is not None else None))
+        return [AlignedWord(word=word_key(words[index].word), start=phones[0].start,
+                            end=phones[-1].end, phones=phones)
+                for index, phones in by_word.items()]
 
 
 def parse_powsm_output(text: str) -> list[str]:

@@ -44,6 +44,7 @@ from deployments.common.errors import InputError
 from deployments.pronunciation.types import (
     AlignedPhone,
     AlignedWord,
+    CanonicalWord,
     Recognition,
     RecognizedPhone,
 )
@@ -181,7 +182,10 @@ class PocketsphinxBackend:
     def supports(self, language: str) -> bool:
         return language.lower().replace("_", "-").split("-")[0] == "en"
 
-    def recognize(self, audio: np.ndarray, language: str, text: str | None = None) -> Recognition:
+    def recognize(self, audio: np.ndarray, language: str, text: str | None = None,
+                  words: list[CanonicalWord] | None = None) -> Recognition:
+        """`words` is not used: the text is aligned through pocketsphinx's own dictionary,
+        whose phones its acoustic model knows."""
         if not self.supports(language):
             raise InputError(f"the pocketsphinx recognizer only knows English; got language "
                              f"{language!r} (configure the POWSM backend for other languages)")

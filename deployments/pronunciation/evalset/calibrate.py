@@ -8,12 +8,13 @@ writes deployments/pronunciation/calibration.json (committed; `scoring` loads it
 
 Procedure. Every calibration recording is recognized and force-aligned to its reference
 sentence; each canonical phone gets its GOP (log posterior ratio of the forced phone
-against the rival path over the same frames, nats per frame, see backends/sphinx.py)
-and a class (function-word vowel / consonant, stressed vowel, reduced vowel, stop,
-fricative, nasal, approximant). The phones of correctly read words give, per class, the
-distribution of GOP under correct pronunciation, separately for narrowband audio (the
-backend's `narrowband`: nothing above 5.6 kHz, an 8 or 11 kHz source or voice), where
-fricatives score far lower. A class's threshold is its q-quantile:
+against the rival path over the same frames, nats per frame, see backends/sphinx.py;
+with PRON_EVAL_BACKEND=powsm or powsm_ctc, POWSM's CTC GOP, see ctc_gop.py, and the
+calibration is that backend's) and a class (function-word vowel / consonant, stressed
+vowel, reduced vowel, stop, fricative, nasal, approximant). The phones of correctly read
+words give, per class, the distribution of GOP under correct pronunciation, separately
+for narrowband audio (the backend's `narrowband`: nothing above 5.6 kHz, an 8 or 11 kHz
+source or voice), where fricatives score far lower. A class's threshold is its q-quantile:
 every class then has the same per-phone false-alarm rate, whatever its typical GOP (a
 function word's reduced vowel scores far lower than a stressed vowel and is not flagged
 for it). A phone's credit is a logistic of GOP about that threshold (0.5 there, 0.9 at
@@ -35,7 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deployments.pronunciation.evaluate import assess, canonical, load_manifest, recognitions
+from deployments.pronunciation.evaluate import (
+    assess,
+    backend_name,
+    canonical,
+    load_manifest,
+    recognitions,
+)
 from deployments.pronunciation.scoring import (
     CALIBRATION_FILE,
     PHONE_CLASSES,
@@ -45,6 +52,14 @@ from deployments.pronunciation.scoring import (
 
 QUANTILES = (0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1)
 MIN_PHONES = 30  # a class with fewer correct phones than this uses the pooled threshold
+#: what each backend's `lpr` is, written into the calibration it fits
+FEATURES = {
+    "pocketsphinx": "GOP: forced phone vs rival path (any phone replaced by another of its "
+                    "kind) log likelihood ratio, nats/frame, all senones scored every frame",
+    **dict.fromkeys(("powsm", "powsm_ctc"),
+                    "GOP: CTC log likelihood of the reference vs the reference with the phone "
+                    "replaced by its likeliest rival (ctc_gop.py), nats/frame"),
+}
 
 
 def collect(directory: Path, cache: Path | None, jobs: int, split: str = "calibration",
@@ -142,9 +157,7 @@ def main() -> None:
         "split": "calibration", "voices": voices, "words": len(words),
         "substituted_words": sum(c for c, _ in words), "budget": args.budget,
         "recall": round(recall, 4), "correct_words_flagged": round(false, 4),
-        "feature": "GOP: forced phone vs rival path (any phone replaced by another of its "
-                   "kind) log likelihood ratio, nats/frame, all senones scored every frame",
-        "backend": "pocketsphinx",
+        "feature": FEATURES[backend_name()], "backend": backend_name(),
     }
     args.out.write_text(json.dumps(cal, indent=1) + "\n", encoding="utf-8")
     print(f"q={cal['quantile']}: recall {recall:.1%}, correct words flagged {false:.1%} "

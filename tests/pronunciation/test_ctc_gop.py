@@ -1,0 +1,59 @@
+"""CTC GOP (ctc_gop.py) on posteriors whose answer is known: frames that say p, a, t."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deployments.pronunciation.ctc_gop import align, log_likelihoods, phone_gops
+
+BLANK, P, A, T, B, E = range(6)
+PHONES = [P, A, T, B, E]
+#: what each frame says: p p _ a a _ _ t _
+FRAMES = [P, P, BLANK, A, A, BLANK, BLANK, T, BLANK]
+
+
+def posteriors(frames: list[int], vocabulary: int = 6, peak: float = 0.9) -> np.ndarray:
+    probs = np.full((len(frames), vocabulary), (1 - peak) / (vocabulary - 1))
+    probs[np.arange(len(frames)), frames] = peak
+    return np.log(probs)
+
+
+@pytest.mark.parametrize("labels", [[P, A, T], [B, A, T], [P, P, T], [A]])
+def test_the_forward_pass_is_ctcs_likelihood(labels: list[int]) -> None:
+    log_probs = posteriors(FRAMES)
+    expected = -torch.nn.functional.ctc_loss(
+        torch.tensor(log_probs).unsqueeze(1), torch.tensor([labels]),
+        torch.tensor([len(FRAMES)]), torch.tensor([len(labels)]), blank=BLANK,
+        reduction="sum").item()
+    assert log_likelihoods(log_probs, np.array([labels]), BLANK)[0] == pytest.approx(expected)
+
+
+def test_alignment_places_each_phone_on_its_frames() -> None:
+    assert align(posteriors(FRAMES), [P, A, T], BLANK) == [(0, 2), (3, 5), (7, 8)]
+    # too few frames: a repeated phone needs a blank between its two
+    assert align(posteriors([P, P]), [P, P, P], BLANK) is None
+
+
+def test_the_phones_heard_score_zero_and_a_substituted_one_scores_low() -> None:
+    log_probs = posteriors(FRAMES)
+    read = phone_gops(log_probs, [P, A, T], BLANK, PHONES)
+    assert [g.lpr for g in read] == [0.0, 0.0, 0.0]
+    assert [g.rival for g in read] == [None, None, None]
+    assert all(g.gop == pytest.approx(0.0) for g in read)
+    # the text says "b a t"; the frames say "p a t"
+    b_at = phone_gops(log_probs, [B, A, T], BLANK, PHONES)
+    assert b_at[0].lpr < -1.0 and b_at[0].rival == P and b_at[0].gop < -3.0
+    assert [g.lpr for g in b_at[1:]] == [0.0, 0.0]
+    # spans are contiguous and cover the phones' frames
+    assert [(g.start, g.end) for g in b_at] == [(0, 3), (3, 7), (7, 8)]
+
+
+def test_a_weaker_mismatch_scores_between() -> None:
+    """A phone whose frames are half its own: its GOP lies between heard and replaced."""
+    log_probs = posteriors(FRAMES)
+    log_probs[0:2] = np.log(np.array([0.02, 0.45, 0.02, 0.02, 0.47, 0.02]))
+    gops = phone_gops(log_probs, [P, A, T], BLANK, PHONES)
+    replaced = phone_gops(posteriors(FRAMES), [B, A, T], BLANK, PHONES)
+    assert replaced[0].lpr < gops[0].lpr < 0.0 and gops[0].rival == B
