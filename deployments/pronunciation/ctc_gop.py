@@ -7,7 +7,10 @@ reference with that one phone replaced by a rival, summed over CTC's alignments 
 forward algorithm), so it needs no frame boundaries, which CTC's peaky posteriors leave
 vague. Rivals are the phones most probable around the phone's aligned frames (a phone
 that has no mass there cannot win). The ratio is capped at 0 (the reference at least as
-likely as any rival) and divided by the phone's frames, like pocketsphinx's GOP.
+likely as any rival) and divided by the phone's frames, like pocketsphinx's GOP. A
+replaced sequence's likelihood comes from the reference's forward and backward variables
+(`substituted_log_likelihoods`), not a forward pass of its own: 0.1 s instead of 2.3 s
+for 100 phones over 500 frames with 8 rivals each.
 
 Pure numpy, no model: the backend hands in log-posteriors (frames x vocabulary).
 """
@@ -51,20 +54,82 @@ def _skip_allowed(states: np.ndarray, blank: int) -> np.ndarray:
     return allowed
 
 
-def log_likelihoods(log_probs: np.ndarray, labels: np.ndarray, blank: int) -> np.ndarray:
-    """log P(labels[b] | audio) under CTC for each row of `labels` (B, L), all of one length:
-    the forward algorithm over frames, batched over rows."""
+def _alphas(log_probs: np.ndarray, labels: np.ndarray, blank: int) -> np.ndarray:
+    """CTC forward variables (T, B, 2L+1) of each row of `labels` (B, L), all of one
+    length: log P(frames 0..t, in state s at t)."""
     states = _extended(labels, blank)
     skip = _skip_allowed(states, blank)
-    alpha = np.full(states.shape, -np.inf)
-    alpha[:, 0] = log_probs[0, blank]
-    alpha[:, 1] = log_probs[0, states[:, 1]]
+    alphas = np.full((log_probs.shape[0], *states.shape), -np.inf)
+    alphas[0, :, 0] = log_probs[0, blank]
+    alphas[0, :, 1] = log_probs[0, states[:, 1]]
     for t in range(1, log_probs.shape[0]):
+        alpha = alphas[t - 1]
         one = np.concatenate([np.full((len(alpha), 1), -np.inf), alpha[:, :-1]], axis=1)
         two = np.concatenate([np.full((len(alpha), 2), -np.inf), alpha[:, :-2]], axis=1)
         two = np.where(skip, two, -np.inf)
-        alpha = np.logaddexp(np.logaddexp(alpha, one), two) + log_probs[t, states]
-    return np.logaddexp(alpha[:, -1], alpha[:, -2])
+        alphas[t] = np.logaddexp(np.logaddexp(alpha, one), two) + log_probs[t, states]
+    return alphas
+
+
+def _betas(log_probs: np.ndarray, tokens: np.ndarray, blank: int) -> np.ndarray:
+    """CTC backward variables (T, 2L+1) of one label sequence: log P(frames t..T-1 | in
+    state s at t), frame t's emission included."""
+    extended = _extended(tokens.reshape(1, -1), blank)
+    states, skip = extended[0], _skip_allowed(extended, blank)[0]
+    n_frames, n_states = log_probs.shape[0], len(states)
+    betas = np.full((n_frames, n_states), -np.inf)
+    betas[-1, -2:] = log_probs[-1, states[-2:]]
+    for t in range(n_frames - 2, -1, -1):
+        after = betas[t + 1]
+        one = np.concatenate([after[1:], [-np.inf]])
+        two = np.where(np.concatenate([skip[2:], [False, False]]),
+                       np.concatenate([after[2:], [-np.inf, -np.inf]]), -np.inf)
+        betas[t] = np.logaddexp(np.logaddexp(after, one), two) + log_probs[t, states]
+    return betas
+
+
+def log_likelihoods(log_probs: np.ndarray, labels: np.ndarray, blank: int) -> np.ndarray:
+    """log P(labels[b] | audio) under CTC for each row of `labels` (B, L), all of one length
+    (the forward algorithm, batched over rows)."""
+    last = _alphas(log_probs, labels, blank)[-1]
+    return np.logaddexp(last[:, -1], last[:, -2])
+
+
+def substituted_log_likelihoods(log_probs: np.ndarray, tokens: np.ndarray, blank: int,
+                                positions: np.ndarray, rivals: np.ndarray) -> np.ndarray:
+    """log P(`tokens` with tokens[positions[n]] replaced by rivals[n] | audio) for each n,
+    exactly, without a forward pass per variant. A path of the variant runs through the
+    states before the replaced label as the reference's paths do (the reference's forward
+    variables), stays on the replaced label for some frames, then runs through the states
+    after it as the reference's do (its backward variables): only the stay is computed,
+    one frame at a time for all variants at once."""
+    n_frames, last = log_probs.shape[0], len(tokens) - 1
+    alphas = _alphas(log_probs, tokens.reshape(1, -1), blank)[:, 0]
+    betas = _betas(log_probs, tokens, blank)
+    state = 2 * positions + 1
+    # Entering the label at t: from the blank before it, or straight from the previous
+    # label where the two differ (no blank needed between them); at frame 0, first only.
+    from_prev = (positions > 0) & (rivals != tokens[np.maximum(positions - 1, 0)])
+    enter = np.full((n_frames, len(positions)), -np.inf)
+    enter[0] = np.where(positions == 0, 0.0, -np.inf)
+    enter[1:] = np.logaddexp(alphas[:-1, state - 1],
+                             np.where(from_prev, alphas[:-1, np.maximum(state - 2, 0)],
+                                      -np.inf))
+    # Leaving it after t: into the blank after it, or straight into the next label where
+    # the two differ; at the last frame, only the last label may end the path.
+    to_next = (positions < last) & (rivals != tokens[np.minimum(positions + 1, last)])
+    leave = np.full((n_frames, len(positions)), -np.inf)
+    leave[-1] = np.where(positions == last, 0.0, -np.inf)
+    after = np.minimum(state + 2, betas.shape[1] - 1)
+    leave[:-1] = np.logaddexp(betas[1:, state + 1],
+                              np.where(to_next, betas[1:, after], -np.inf))
+    emit = log_probs[:, rivals]
+    stay = np.full(len(positions), -np.inf)
+    total = np.full(len(positions), -np.inf)
+    for t in range(n_frames):
+        stay = emit[t] + np.logaddexp(stay, enter[t])
+        total = np.logaddexp(total, stay + leave[t])
+    return total
 
 
 def align(log_probs: np.ndarray, tokens: Sequence[int], blank: int) -> list[tuple[int, int]] | None:
@@ -90,7 +155,7 @@ def align(log_probs: np.ndarray, tokens: Sequence[int], blank: int) -> list[tupl
     state = end
     for t in range(n_frames - 1, -1, -1):
         path[t] = state
-        state -= back[t, state]
+        state -= int(back[t, state])
     spans = []
     for i in range(len(tokens)):
         frames = np.flatnonzero(path == 2 * i + 1)
@@ -110,24 +175,23 @@ def phone_gops(log_probs: np.ndarray, tokens: Sequence[int], blank: int,
               for i, (start, end) in enumerate(spans)]
     candidates = np.asarray(sorted(set(phone_tokens)), dtype=np.int64)
     reference = np.asarray(tokens, dtype=np.int64)
-    rows, rivals = [reference], []
+    rivals = []
     for i, (start, end) in enumerate(bounds):
         window = log_probs[max(0, start - 1):end + 1, candidates].max(axis=0)
-        order = [int(candidates[k]) for k in np.argsort(-window)
-                 if candidates[k] != reference[i]][:RIVALS]
-        rivals.append(order)
-        for rival in order:
-            row = reference.copy()
-            row[i] = rival
-            rows.append(row)
-    likelihoods = log_likelihoods(log_probs, np.stack(rows), blank)
+        rivals.append([int(candidates[k]) for k in np.argsort(-window)
+                       if candidates[k] != reference[i]][:RIVALS])
+    positions = np.asarray([i for i, order in enumerate(rivals) for _ in order], dtype=np.int64)
+    likelihoods = substituted_log_likelihoods(
+        log_probs, reference, blank, positions,
+        np.asarray([r for order in rivals for r in order], dtype=np.int64))
+    own = float(log_likelihoods(log_probs, reference.reshape(1, -1), blank)[0])
     best_per_frame = log_probs.max(axis=1)
-    result, k = [], 1
+    result, k = [], 0
     for i, ((start, end), (label_start, label_end)) in enumerate(zip(bounds, spans,
                                                                       strict=True)):
         tried = likelihoods[k:k + len(rivals[i])]
         k += len(rivals[i])
-        gap = float(likelihoods[0] - tried.max()) if len(tried) else 0.0
+        gap = own - float(tried.max()) if len(tried) else 0.0
         frames = np.arange(label_start, label_end)
         gop = float(np.mean(log_probs[frames, reference[i]] - best_per_frame[frames]))
         result.append(PhoneGop(

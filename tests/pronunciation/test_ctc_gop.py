@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from deployments.pronunciation.ctc_gop import align, log_likelihoods, phone_gops
+from deployments.pronunciation.ctc_gop import (
+    align,
+    log_likelihoods,
+    phone_gops,
+    substituted_log_likelihoods,
+)
 
 BLANK, P, A, T, B, E = range(6)
 PHONES = [P, A, T, B, E]
@@ -57,3 +62,32 @@ def test_a_weaker_mismatch_scores_between() -> None:
     gops = phone_gops(log_probs, [P, A, T], BLANK, PHONES)
     replaced = phone_gops(posteriors(FRAMES), [B, A, T], BLANK, PHONES)
     assert replaced[0].lpr < gops[0].lpr < 0.0 and gops[0].rival == B
+
+
+def test_a_long_reference_aligns_end_to_end() -> None:
+    """100 phones (201 CTC states: past int8, which the backtrace once overflowed)."""
+    tokens = [P, A, T, B, E] * 20
+    frames = [f for token in tokens for f in (token, token, BLANK)]
+    spans = align(posteriors(frames), tokens, BLANK)
+    assert spans == [(3 * i, 3 * i + 2) for i in range(len(tokens))]
+    gops = phone_gops(posteriors(frames), tokens, BLANK, PHONES)
+    assert [g.lpr for g in gops] == [0.0] * len(tokens)
+
+
+def test_one_phone_replaced_is_scored_exactly_without_a_forward_pass_each() -> None:
+    """Every single replacement (rivals equal to a neighbour included, where CTC needs a
+    blank between) against a full forward pass of the replaced sequence."""
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(30, 6)) * 2
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    tokens = np.array([P, A, A, T, B, P])
+    positions, rivals = zip(*[(i, r) for i in range(len(tokens)) for r in PHONES
+                              if r != tokens[i]], strict=True)
+    positions, rivals = np.array(positions), np.array(rivals)
+    explicit = []
+    for i, r in zip(positions, rivals, strict=True):
+        variant = tokens.copy()
+        variant[i] = r
+        explicit.append(log_likelihoods(log_probs, variant.reshape(1, -1), BLANK)[0])
+    assert substituted_log_likelihoods(log_probs, tokens, BLANK, positions, rivals) == \
+        pytest.approx(np.array(explicit), abs=1e-9)
