@@ -7,9 +7,10 @@ choice it pairs similar sounds), and counted:
     PER      = (S + D + I) / N_ref
     accuracy = (N_ref - S - D) / N_ref
 
-Word verdicts come from goodness of pronunciation where the backend gives it
-(pocketsphinx: each reference phone's log-likelihood ratio against a rival path over its
-aligned frames, `AlignedPhone.lpr`). Each phone has a class (function-word
+Word verdicts come from goodness of pronunciation where the backend gives it and a
+calibration for that backend exists (pocketsphinx: each reference phone's log-likelihood
+ratio against a rival path over its aligned frames, `AlignedPhone.lpr`; POWSM's CTC GOP
+has no calibration yet). Each phone has a class (function-word
 vowel or consonant, stressed vowel, reduced vowel, stop, fricative, nasal, approximant)
 with a threshold calibrated on the evaluation set's calibration voices
 (calibration.json, from evalset/calibrate.py): the same small quantile of that class's
@@ -21,7 +22,7 @@ word's score is 100 x its lowest phone credit, and it is mispronounced under the
 calibrated word threshold (50: some phone below its class threshold) unless the caller
 sets `word_threshold`.
 
-Without GOP (POWSM, a failed alignment) the rule of before calibration applies: credit 1
+Without calibrated GOP (POWSM, a failed alignment) the rule of before calibration applies: credit 1
 per recognized phone (or the aligner's 0..1 confidence), a penalty per inserted phone,
 the mean times 100, mispronounced under 60. The overall score is the phone-weighted mean
 of the word scores.
