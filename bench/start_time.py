@@ -46,9 +46,8 @@ def baseline_config(workdir: Path) -> Path:
     config = yaml.safe_load(CONFIG.read_text())
     (app,) = config["applications"]
     app["args"]["endpoints"] = {}
+    app["args"]["jobs"]["store_url"] = f"sqlite:///{workdir}/jobs.sqlite3"
     app["deployments"] = [d for d in app.get("deployments", []) if d["name"] == "Ingress"]
-    args = app["args"]
-    args["jobs"]["store_url"] = f"sqlite:///{workdir}/jobs.sqlite3"
     path = workdir / "serve.baseline.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -163,6 +163,7 @@ class PowsmBackend:
         tokens = self._model.converter.token_list
         self._phone_tokens = {t[1:-1]: i for i, t in enumerate(tokens)
                               if len(t) > 2 and t[0] == t[-1] == "/"}
+        self._phone_names = {i: phone for phone, i in self._phone_tokens.items()}
         self._encoded = threading.local()
         if self._ctc_head is not None:
             self._keep_encoder_output(s2t)
@@ -243,11 +244,10 @@ class PowsmBackend:
             return None
         log_probs, frame_s = self._log_posteriors(n_samples)
         gops = phone_gops(log_probs, [token for *_, token in placed], self._blank,
-                          list(self._phone_tokens.values()))
+                          list(self._phone_names))
         if gops is None:
             warnings.append("the audio is too short for the reference's phones: no GOP")
             return None
-        names = {token: phone for phone, token in self._phone_tokens.items()}
         by_word: dict[int, list[AlignedPhone]] = {}
         for (index, phone, _), gop in zip(placed, gops, strict=True):
             by_word.setdefault(index, []).append(AlignedPhone(
@@ -255,7 +255,7 @@ class PowsmBackend:
                 end=round(gop.end * frame_s, 3), gop=round(gop.gop, 4),
                 confidence=math.exp(gop.gop), lpr=round(gop.lpr, 4),
                 frames=gop.end - gop.start,
-                rival=names[gop.rival] if gop.rival is not None else None))
+                rival=self._phone_names.get(gop.rival)))
         return [AlignedWord(word=word_key(words[index].word), start=phones[0].start,
                             end=phones[-1].end, phones=phones)
                 for index, phones in by_word.items()]
