@@ -16,7 +16,11 @@ with a threshold calibrated on the evaluation set's calibration voices
 (calibration.json, from evalset/calibrate.py): the same small quantile of that class's
 GOP over correctly read words, so a function word's weak vowel is judged against weak
 vowels; narrowband audio (8/11 kHz sources, where fricatives score far lower) has its
-own set. A phone's credit is a logistic of its GOP about its class threshold (0.5 at the
+own set. GOP is judged relative to the recording: less the mean GOP of its reference
+phones (`gop_offset`; a voice or channel the acoustic model fits less well lowers every
+phone), but never by more than the calibrated floor, the lowest mean of a correctly read
+calibration recording (a reading worse than that overall is mispronounced, not unusual).
+A phone's credit is a logistic of that relative GOP about its class threshold (0.5 at the
 threshold), blended with "was it recognized" by `gop_weight` (default 1: GOP alone); a
 word's score is 100 x its lowest phone credit, and it is mispronounced under the
 calibrated word threshold (50: some phone below its class threshold) unless the caller
@@ -330,6 +334,10 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
         raise InputError("the reference text has no words to pronounce")
     aligned_words = (_attach_alignment(words, recognition.alignment, ref)
                      if recognition.alignment else {})
+    offset = None
+    if calibration and "offset_floor" in calibration:
+        offset = gop_offset([p.lpr for p in ref], calibration["offset_floor"])
+        calibration = {**calibration, "offset": offset}
     if calibration and any(p.lpr is not None for p in ref):
         hyp = _judged_phones(ref, calibration)
     else:
@@ -373,6 +381,7 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
         score=round(overall, 1),
         confidence=round(float(np.mean(confidences)), 4) if confidences else None,
         counts={"reference": n_ref, "recognized": len(hyp), **counts},
+        gop_offset=round(offset, 3) if offset is not None else None,
     )
 
 
@@ -404,12 +413,22 @@ def _judged_phones(ref: list[_RefPhone], calibration: dict) -> list[RecognizedPh
     return heard
 
 
+def gop_offset(gops: list[float | None], floor: float) -> float:
+    """What a recording's phones are judged relative to: the mean GOP of its reference
+    phones, but not below `floor` (the lowest mean of a correctly read calibration
+    recording). A voice or channel the acoustic model fits less well lowers every phone;
+    a reading lower overall than any correct one is mispronounced, not unusual."""
+    values = [g for g in gops if g is not None]
+    return max(float(np.mean(values)), floor) if values else 0.0
+
+
 def phone_credit(gop: float, klass: str, calibration: dict) -> float:
-    """0..1: a logistic of the phone's GOP about its class's calibrated threshold (0.5 at
-    the threshold, 0.9 at the class's median for correctly read phones)."""
+    """0..1: a logistic of the phone's GOP, less the recording's `offset` where the
+    calibration has one, about its class's calibrated threshold (0.5 at the threshold, 0.9
+    at the class's median for correctly read phones)."""
     classes = calibration["classes"]
     c = classes.get(klass) or classes["default"]
-    z = (gop - c["threshold"]) / c["scale"]
+    z = (gop - calibration.get("offset", 0.0) - c["threshold"]) / c["scale"]
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 

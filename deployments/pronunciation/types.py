@@ -62,6 +62,8 @@ class Recognition(BaseModel):
     #: the audio holds nothing above ~5.5 kHz (an 8 or 11 kHz source): fricatives then
     #: score lower, and the calibration has thresholds of its own for it
     narrowband: bool | None = None
+    #: the frequency warp (VTLN factor) the backend's passes used, where it chooses one
+    warp: float | None = None
 
 
 class CanonicalWord(BaseModel):
@@ -121,6 +123,9 @@ class AssessmentScores(BaseModel):
     #: mean GOP confidence of the reference phones, when the backend gives it
     confidence: float | None = None
     counts: dict[str, int]
+    #: the recording's mean GOP (not below the calibrated floor): phones' GOP is judged
+    #: relative to it; None without calibrated GOP
+    gop_offset: float | None = None
 
 
 class AudioInfo(BaseModel):

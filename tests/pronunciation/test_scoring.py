@@ -207,6 +207,40 @@ def test_a_calibration_applies_to_its_own_backend_only() -> None:
     assert score(words, garbage, calibration=other).per > 0.5  # from the hypothesis
 
 
+def test_gop_is_judged_relative_to_the_recording() -> None:
+    """With an offset floor in the calibration, phones are judged against the recording's
+    mean GOP (a voice the acoustic model fits less well lowers every phone), held within
+    the floor (a reading lower overall than any correct one stays mispronounced)."""
+    words = [CanonicalWord(word="fox", phones=["f", "ˈɑ", "k", "s"]),
+             CanonicalWord(word="jumps", phones=["dʒ", "ˈʌ", "m", "p", "s"])]
+
+    def reading(gops: list[float]) -> Recognition:
+        phones = [gop_phone(p, 0.1 * i, g) for i, (p, g)
+                  in enumerate(zip(["f", "ɑ", "k", "s", "dʒ", "ʌ", "m", "p", "s"], gops,
+                                   strict=True))]
+        return rec([], [AlignedWord(word="fox", start=0.0, end=0.4, phones=phones[:4]),
+                        AlignedWord(word="jumps", start=0.4, end=0.9, phones=phones[4:])])
+
+    relative = {**CALIBRATION, "offset_floor": -8.0}
+    # a voice the model fits less well: every phone at -6, fox's k at -13
+    low_voice = reading([-6.0, -6.0, -13.0, -6.0, -6.0, -6.0, -6.0, -6.0, -6.0])
+    result = score(words, low_voice, calibration=relative)
+    assert result.gop_offset == pytest.approx(-61 / 9, abs=1e-3)
+    assert [w.verdict for w in result.words] == ["mispronounced", "correct"]
+    assert [p.expected for p in result.phones if p.op != "match"] == ["k"]
+    # absolute thresholds (no floor in the calibration) flag the vowels at -6 as well
+    absolute = score(words, low_voice, calibration=CALIBRATION)
+    assert [w.verdict for w in absolute.words] == ["mispronounced", "mispronounced"]
+    assert absolute.gop_offset is None
+    # a reading below every correct one (all at -16): the offset stops at the floor
+    garbage = reading([-16.0] * 9)
+    held = score(words, garbage, calibration=relative)
+    assert held.gop_offset == -8.0
+    assert [w.verdict for w in held.words] == ["mispronounced", "mispronounced"]
+    unbounded = score(words, garbage, calibration={**CALIBRATION, "offset_floor": -99.0})
+    assert [w.verdict for w in unbounded.words] == ["correct", "correct"]
+
+
 def test_committed_calibration_loads() -> None:
     from deployments.pronunciation.scoring import PHONE_CLASSES, load_calibration
 

@@ -8,23 +8,25 @@ Hypotheses: "words" is the dictionary phones of the words a large-vocabulary dec
 evaluation set the phone loop's PER against the own sentence was 0.53 (median) against
 0.93 for another sentence; the word decode's 0.21 against 0.91.
 
-Goodness of pronunciation: the reference text is force-aligned at phone level, and each
-phone's GOP is the log-likelihood ratio, per frame, of the forced phone against a rival
-path over the same frames (Witt & Young 2000, with a Viterbi path as the denominator): 0
-when nothing better explains the frames, very negative when another sound does. The rival
-path is the text's phone sequence in which every phone may be replaced by any other vowel
-(for a vowel) or consonant (for a consonant): an extended recognition network, one FSG
-pass. Against a free phone loop (the denominator before) correctly read phones scored
-lower and more variably, since the loop may re-segment and insert freely; on the held-out
-set the rival raised the recall of substituted words from 59.9% to 66.5% at the same
-calibration quantile. Both are pocketsphinx acoustic scores (log base 1.0001, relative to
-the best senone of each frame). Every search scores all senones in every frame
+Goodness of pronunciation: the reference text is force-aligned at phone level (each word
+by whichever of its dictionary pronunciations the audio fits), and each phone's GOP is
+the log-likelihood ratio, per frame, of the forced phone against a rival path over the
+same frames (Witt & Young 2000, with a Viterbi path as the denominator): 0 when nothing
+better explains the frames, very negative when another sound does. The rival path is the
+aligned phone sequence in which every phone may be replaced by any other vowel (for a
+vowel) or consonant (for a consonant): an extended recognition network, one FSG pass.
+Against a free phone loop (the denominator before) correctly read phones scored lower
+and more variably, since the loop may re-segment and insert freely; on the held-out set
+the rival raised the recall of substituted words from 59.9% to 66.5% at the same
+calibration quantile. Both are pocketsphinx acoustic scores (log base 1.0001, relative
+to the best senone of each frame). Every search scores all senones in every frame
 (`compallsen`), so that "the best senone of the frame" is the same for all of them: by
 default pocketsphinx computes only the senones of active states, the forced search has
-far fewer than the rival one, so its phones were measured against a lower best and looked
-better than the same sound on the rival path, and GOP leaned to 0 (figures and cost in
-the family's README). When the rival pass does not reach the end, the free loop is the
-denominator.
+far fewer than the rival one, so its phones were measured against a lower best and
+looked better than the same sound on the rival path, and GOP leaned to 0 (figures and
+cost in the family's README). When the rival pass does not reach the end, the free loop
+is the denominator. Every pass runs under the frequency warp (VTLN) that fits the
+recording best (`WARPS`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from functools import cached_property
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +82,19 @@ _ALIGN_CONFIGS: tuple[dict[str, object], ...] = (
 #: alternatives per phone); where they do not reach the end the free loop stands in
 #: rather than a slow retry with the defaults (README)
 _RIVAL_CONFIG: dict[str, object] = {"beam": 1e-20, "pbeam": 1e-20, "wbeam": 1e-15}
+#: frequency warps (pocketsphinx's inverse_linear VTLN: frequencies divided by the factor)
+#: tried per recording, the best fit of the text kept: a voice far from the acoustic
+#: model's average speaker is scaled towards it (on the evaluation set male voices took
+#: 0.8-0.9, the female ones 1.1-1.2; the family's README has what it bought and cost)
+WARPS = (0.8, 0.9, 1.0, 1.1, 1.2)
 _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 #: pseudo-word prefix of a rival phone
 _RIVAL = "rival_"
 #: the FSG search reports segment scores unshifted; the phone loop (and the state
 #: aligner) in units of 2**10 of them
 _FSG_SCALE = 1024.0
+#: a forced alignment's segment: pseudo-word, first frame, last frame, acoustic score
+Segment = tuple[str, int, int, float]
 
 
 def gop_confidence(gop: float) -> float:
@@ -143,6 +151,7 @@ class PocketsphinxBackend:
         align: bool = True,
         hypothesis: str = "auto",
         word_lm: str | None = None,
+        warps: Sequence[float] = WARPS,
     ) -> None:
         """`acoustic_model`, `dictionary`, `phone_lm`: paths replacing the en-us model in
         the pocketsphinx wheel. `language_weight`: weight of the phone bigram LM (2 gave
@@ -154,10 +163,15 @@ class PocketsphinxBackend:
         phones without one (target IPA only), where the hypothesis alone judges the words
         and a word decode would turn "box" said for "fox" into whichever word fits.
         `word_lm`: the language model of the word decode (default: the wheel's
-        en-us.lm.bin)."""
+        en-us.lm.bin). `warps`: frequency warps (VTLN factors) tried per recording; the
+        one under which the text's forced alignment fits best serves every pass ((1.0,):
+        none)."""
         if hypothesis not in ("auto", "phones", "words", "aligned"):
             raise ValueError("hypothesis must be 'auto', 'phones', 'words' or 'aligned', "
                              f"not {hypothesis!r}")
+        if not warps or not all(0.5 <= w <= 1.5 for w in warps):
+            raise ValueError(f"warps must be factors between 0.5 and 1.5, not {warps!r}")
+        self._warps = tuple(warps)
         if hypothesis == "auto":
             hypothesis = "aligned" if align else "phones"
         self._hypothesis = hypothesis
@@ -191,11 +205,11 @@ class PocketsphinxBackend:
                              f"{language!r} (configure the POWSM backend for other languages)")
         started = time.perf_counter()
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        loop = _Loop(lambda: self._free_loop(pcm))
+        loop = _Loop(lambda warp: self._free_loop(pcm, warp))
         warnings: list[str] = []
-        alignment = rival_phones = None
+        alignment = rival_phones = warp = None
         if text and self._align_enabled:
-            alignment, rival_phones = self._align(pcm, text, warnings, loop)
+            alignment, rival_phones, warp = self._align(pcm, text, warnings, loop)
         if self._hypothesis == "words":
             phones = self._word_phones(pcm)
         elif self._hypothesis == "aligned" and rival_phones is not None:
@@ -204,7 +218,7 @@ class PocketsphinxBackend:
             phones = loop.phones()
         return Recognition(backend=self.name, phones=phones, alignment=alignment,
                            warnings=warnings, decode_s=time.perf_counter() - started,
-                           narrowband=is_narrowband(audio))
+                           narrowband=is_narrowband(audio), warp=warp)
 
     def _word_phones(self, pcm: bytes) -> list[RecognizedPhone]:
         """Phones of the words a large-vocabulary decode hears, timed by word (each word's
@@ -234,23 +248,25 @@ class PocketsphinxBackend:
                     end=round((first + (k + 1) * step) * FRAME_S, 3)))
         return phones
 
-    def _decoder(self, dictionary: Path, **config: object) -> object:
+    def _decoder(self, dictionary: Path, warp: float, **config: object) -> object:
         """A fresh decoder per utterance and search: a reused one carries state between
         utterances (the same audio decoded differently the second time) and pocketsphinx
         5.1 fails a second alignment on it. Batch CMN: normalise on this utterance alone.
         All senones scored: one scale for the scores of every search (module docstring)."""
         from pocketsphinx import Decoder
 
+        if warp != 1.0:
+            config = {**config, "warp_type": "inverse_linear", "warp_params": str(warp)}
         return Decoder(hmm=self._hmm, dict=str(dictionary), lm=None, cmn="batch",
                        compallsen=True, loglevel="FATAL", **config)
 
-    def _free_loop(self, pcm: bytes) -> object:
-        decoder = self._decoder(self._phone_loop_dict, **self._allphone_config)
+    def _free_loop(self, pcm: bytes, warp: float) -> object:
+        decoder = self._decoder(self._phone_loop_dict, warp, **self._allphone_config)
         _decode(decoder, pcm)
         return decoder
 
-    def _rival(self, pcm: bytes, dict_lines: list[str], tokens: list[str], tmp: Path
-               ) -> object | None:
+    def _rival(self, pcm: bytes, dict_lines: list[str], tokens: list[str], tmp: Path,
+               warp: float) -> object | None:
         """The rival path's decoder (see the module's docstring), None when it does not
         reach the end of the text."""
         phone_of = dict(line.split(" ", 1) for line in dict_lines)
@@ -265,23 +281,36 @@ class PocketsphinxBackend:
         dict_path = tmp / "rival.dict"
         dict_path.write_text("\n".join(dict_lines + [f"{_RIVAL}{p} {p}" for p in ARPABET_TO_IPA])
                              + "\n", encoding="utf-8")
-        decoder = self._decoder(dict_path, **_RIVAL_CONFIG)
-        decoder.set_fsg("rival", decoder.create_fsg("rival", 0, len(tokens), transitions))
-        decoder.activate_search("rival")
-        _decode(decoder, pcm)
-        return decoder if decoder.hyp() is not None else None
+        return _fsg_decode(self._decoder(dict_path, warp, **_RIVAL_CONFIG), "rival",
+                           len(tokens), transitions, pcm)
+
+    def _forced(self, pcm: bytes, dict_path: Path, network: _Network, warp: float
+                ) -> list[Segment] | None:
+        """The forced alignment's segments, None when no setting reaches the end of the
+        text."""
+        for config in _ALIGN_CONFIGS:
+            decoder = _fsg_decode(self._decoder(dict_path, warp, **config), "forced",
+                                  network.final, network.transitions, pcm)
+            if decoder is not None:
+                logmath = decoder.get_logmath()
+                return [(seg.word, seg.start_frame, seg.end_frame,
+                         logmath.log(seg.ascore) if seg.ascore > 0 else -(2**30))
+                        for seg in decoder.seg()]
+        return None
 
     def _align(self, pcm: bytes, text: str, warnings: list[str], loop: _Loop
-               ) -> tuple[list[AlignedWord] | None, list[RecognizedPhone] | None]:
+               ) -> tuple[list[AlignedWord] | None, list[RecognizedPhone] | None, float | None]:
         """Forced alignment, one pass at phone level: every phone of the text becomes a
         one-phone pseudo-word, so the FSG aligner's segments are the phones, with their
-        frames and acoustic scores. (pocketsphinx 5.1's two-pass word-then-state
+        frames and acoustic scores; each word may take any of its dictionary
+        pronunciations (`_Network`). (pocketsphinx 5.1's two-pass word-then-state
         alignment failed on about a quarter of the evaluation recordings: the word pass
         drops the last word now and then, and the state pass then fails, "Alignment failed
         in frame N"; the one-pass form is also cheaper.) Pseudo-words for silence open
         and close the sequence: the aligner otherwise stretches the first phone over the
-        leading silence and may drop the last one. Returns the aligned words and the rival
-        path's phones."""
+        leading silence and may drop the last one. Every warp of `warps` is tried; the one
+        under which the text fits best (`_best_fit`) serves the rival pass too. Returns
+        the aligned words, the rival path's phones and the warp."""
         words = _WORD_RE.findall(text.lower())
         unknown = sorted({w for w in words if w not in self._dictionary})
         if unknown:
@@ -289,43 +318,27 @@ class PocketsphinxBackend:
                             + ", ".join(unknown))
         known = [w for w in words if w in self._dictionary]
         if not known:
-            return None, None
-        tokens: list[str] = [_OPEN]
-        lines = [f"{_OPEN} SIL", f"{_CLOSE} SIL"]
-        owner: dict[str, tuple[int, str]] = {}
-        for index, word in enumerate(known):
-            # the dictionary's first pronunciation (the G2P phones are matched to it later)
-            phones = self._dictionary[word][0].split()[1:]
-            for k, phone in enumerate(phones):
-                token = f"w{index}p{k}"
-                tokens.append(token)
-                lines.append(f"{token} {phone}")
-                owner[token] = (index, phone)
-        tokens.append(_CLOSE)
+            return None, None, None
+        network = _Network(known, self._dictionary)
         with tempfile.TemporaryDirectory() as tmp:
             dict_path = Path(tmp) / "phones.dict"
-            dict_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            for config in _ALIGN_CONFIGS:
-                decoder = self._decoder(dict_path, **config)
-                decoder.set_align_text(" ".join(tokens))
-                _decode(decoder, pcm)
-                if decoder.hyp() is not None:
-                    break
-            else:
+            dict_path.write_text("\n".join(network.lines) + "\n", encoding="utf-8")
+            fits = [(self._forced(pcm, dict_path, network, warp), warp) for warp in self._warps]
+            fits = [(segments, warp) for segments, warp in fits if segments is not None]
+            if not fits:
                 warnings.append("alignment: the audio could not be aligned to the text, so "
                                 "words have no times or confidences")
-                return None, None
-            logmath = decoder.get_logmath()
-            segments = [(seg.word, seg.start_frame, seg.end_frame,
-                         logmath.log(seg.ascore) if seg.ascore > 0 else -(2**30))
-                        for seg in decoder.seg()]
-            rival = self._rival(pcm, lines, tokens, Path(tmp))
+                return None, None, None
+            segments, warp = _best_fit(fits, network.owner)
+            tokens = network.chosen([token for token, *_ in segments])
+            owner = network.owner
+            rival = self._rival(pcm, network.lines, tokens, Path(tmp), warp)
         n_frames = len(pcm) // 2 // FRAME_SAMPLES + 1
         if rival is not None:
             denominator = _frame_scores(rival, n_frames) / _FSG_SCALE
             path = _path(rival, owner)
         else:
-            denominator, path = loop.frame_scores(n_frames), []
+            denominator, path = loop.frame_scores(n_frames, warp), []
         phones_by_word: dict[int, list[AlignedPhone]] = {}
         for token, first, last, ascore in segments:
             if token not in owner:
@@ -345,29 +358,97 @@ class PocketsphinxBackend:
             RecognizedPhone(phone=ARPABET_TO_IPA[phone], start=round(first * FRAME_S, 3),
                             end=round((last + 1) * FRAME_S, 3))
             for phone, first, last, _ in path]
-        return aligned, (rival_phones if rival is not None else None)
+        return aligned, (rival_phones if rival is not None else None), warp
+
+
+class _Network:
+    """The text as a network of one-phone pseudo-words for the forced alignment: between
+    two silences, each word by any of its dictionary pronunciations (the aligner picks the
+    one the audio fits: "the" as DH AH or DH IY, "wind" as W IH N D or W AY N D)."""
+
+    def __init__(self, words: list[str], dictionary: dict[str, list[str]]) -> None:
+        self.lines = [f"{_OPEN} SIL", f"{_CLOSE} SIL"]
+        #: pseudo-word -> (word index, ARPAbet phone)
+        self.owner: dict[str, tuple[int, str]] = {}
+        self._variants: list[list[list[str]]] = []  # word -> pronunciation -> tokens
+        self.transitions: list[tuple[int, int, float, str]] = [(0, 1, 1.0, _OPEN)]
+        states = 2
+        word_start = 1
+        for index, word in enumerate(words):
+            word_end, states = states, states + 1
+            variants = []
+            for v, entry in enumerate(dictionary[word]):
+                tokens = [f"w{index}v{v}p{k}" for k in range(len(entry.split()) - 1)]
+                for token, phone in zip(tokens, entry.split()[1:], strict=True):
+                    self.lines.append(f"{token} {phone}")
+                    self.owner[token] = (index, phone)
+                path = [word_start, *range(states, states + len(tokens) - 1), word_end]
+                states += len(tokens) - 1
+                self.transitions += [(a, b, 1.0, t)
+                                     for a, b, t in zip(path[:-1], path[1:], tokens, strict=True)]
+                variants.append(tokens)
+            self._variants.append(variants)
+            word_start = word_end
+        self.final = states
+        self.transitions.append((word_start, self.final, 1.0, _CLOSE))
+
+    def chosen(self, aligned: list[str]) -> list[str]:
+        """The path's pseudo-words with every word by the pronunciation the aligner chose
+        (the first where it did not reach the word), between the silences."""
+        picked: dict[int, int] = {}
+        for token in aligned:
+            if token in self.owner:
+                picked[self.owner[token][0]] = int(token.split("v", 1)[1].split("p", 1)[0])
+        return [_OPEN, *(token for index, variants in enumerate(self._variants)
+                         for token in variants[picked.get(index, 0)]), _CLOSE]
+
+
+def _best_fit(fits: list[tuple[list[Segment], float]], owner: dict[str, tuple[int, str]]
+              ) -> tuple[list[Segment], float]:
+    """The forced alignment (and its warp) under which the text fits the audio best: the
+    one that reached the most words, then the highest acoustic score (a path that stops
+    early has fewer frames to lose score on)."""
+    def key(fit: tuple[list[Segment], float]) -> tuple[int, float]:
+        reached = {owner[token][0] for token, *_ in fit[0] if token in owner}
+        return len(reached), sum(score for *_, score in fit[0])
+
+    return max(fits, key=key)
+
+
+def _fsg_decode(decoder: object, name: str, final: int,
+                transitions: list[tuple[int, int, float, str]], pcm: bytes) -> object | None:
+    """Decode `pcm` with the network from state 0 to `final`; None when no path reaches
+    the end."""
+    decoder.set_fsg(name, decoder.create_fsg(name, 0, final, transitions))
+    decoder.activate_search(name)
+    _decode(decoder, pcm)
+    return decoder if decoder.hyp() is not None else None
 
 
 class _Loop:
-    """The free phone loop over one utterance, decoded at most once and only when asked
-    for: its phones (the "phones" hypothesis) or its scores (GOP without a rival path)."""
+    """The free phone loop over one utterance, decoded only when asked for and at most
+    once per frequency warp: its phones (the "phones" hypothesis, unwarped, so that it
+    never depends on the text) or its scores (GOP without a rival path, under the warp of
+    the alignment they are compared with)."""
 
-    def __init__(self, decode: Callable[[], object]) -> None:
+    def __init__(self, decode: Callable[[float], object]) -> None:
         self._decode = decode
+        self._decoded: dict[float, object] = {}
 
-    @cached_property
-    def _decoded(self) -> object:
-        return self._decode()
+    def _decoder(self, warp: float) -> object:
+        if warp not in self._decoded:
+            self._decoded[warp] = self._decode(warp)
+        return self._decoded[warp]
 
     def phones(self) -> list[RecognizedPhone]:
         return [RecognizedPhone(phone=ARPABET_TO_IPA[seg.word],
                                 start=round(seg.start_frame * FRAME_S, 3),
                                 end=round((seg.end_frame + 1) * FRAME_S, 3))
-                for seg in self._decoded.seg()
+                for seg in self._decoder(1.0).seg()
                 if seg.word in ARPABET_TO_IPA]  # drops SIL and the +NSN+/+SPN+ noise models
 
-    def frame_scores(self, n_frames: int) -> np.ndarray:
-        return _frame_scores(self._decoded, n_frames)
+    def frame_scores(self, n_frames: int, warp: float) -> np.ndarray:
+        return _frame_scores(self._decoder(warp), n_frames)
 
 
 def _path(decoder: object, owner: dict[str, tuple[int, str]]

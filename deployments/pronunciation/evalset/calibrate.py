@@ -14,16 +14,18 @@ calibration is that backend's) and a class (function-word vowel / consonant, str
 vowel, reduced vowel, stop, fricative, nasal, approximant). The phones of correctly read
 words give, per class, the distribution of GOP under correct pronunciation, separately
 for narrowband audio (the backend's `narrowband`: nothing above 5.6 kHz, an 8 or 11 kHz
-source or voice), where fricatives score far lower. A class's threshold is its q-quantile:
-every class then has the same per-phone false-alarm rate, whatever its typical GOP (a
-function word's reduced vowel scores far lower than a stressed vowel and is not flagged
-for it). A phone's credit is a logistic of GOP about that threshold (0.5 there, 0.9 at
-the class median); a word's score is 100 x its lowest phone credit, and a word under 50
-(some phone below its class threshold) is mispronounced. q is the largest value on a grid
-that keeps the share of correctly read calibration words flagged within `--budget`
-(default 5%, half the 10% allowed, as room for unseen voices); the recall of substituted
-words on the calibration split is reported alongside, never used to tune anything
-else.
+source or voice), where fricatives score far lower. Each GOP is first taken relative to
+its recording (less the recording's mean GOP, scoring.gop_offset), within the offset
+floor: the lowest mean GOP of a correctly read calibration recording. A class's
+threshold is its q-quantile of these: every class then has the same per-phone
+false-alarm rate, whatever its typical GOP (a function word's reduced vowel scores far
+lower than a stressed vowel and is not flagged for it). A phone's credit is a logistic
+of GOP about that threshold (0.5 there, 0.9 at the class median); a word's score is 100
+x its lowest phone credit, and a word under 50 (some phone below its class threshold) is
+mispronounced. q is the largest value on a grid that keeps the share of correctly read
+calibration words flagged within `--budget` (default 5%, half the 10% allowed, as room
+for unseen voices); the recall of substituted words on the calibration split is reported
+alongside, never used to tune anything else.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from deployments.pronunciation.evaluate import (
+    Outcome,
     assess,
     backend_name,
     canonical,
@@ -46,44 +49,69 @@ from deployments.pronunciation.evaluate import (
 from deployments.pronunciation.scoring import (
     CALIBRATION_FILE,
     PHONE_CLASSES,
+    gop_offset,
     normalize_phones,
     word_classes,
 )
+from deployments.pronunciation.types import PhoneResult
 
 QUANTILES = (0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1)
 MIN_PHONES = 30  # a class with fewer correct phones than this uses the pooled threshold
 #: what each backend's `lpr` is, written into the calibration it fits
 FEATURES = {
     "pocketsphinx": "GOP: forced phone vs rival path (any phone replaced by another of its "
-                    "kind) log likelihood ratio, nats/frame, all senones scored every frame",
+                    "kind) log likelihood ratio, nats/frame, all senones scored every frame, "
+                    "each word by its best-fitting pronunciation, under the recording's "
+                    "best-fitting frequency warp; thresholds on GOP less the recording's "
+                    "mean (not below offset_floor)",
     **dict.fromkeys(("powsm", "powsm_ctc"),
                     "GOP: CTC log likelihood of the reference vs the reference with the phone "
                     "replaced by its likeliest rival (ctc_gop.py), nats/frame"),
 }
 
 
-def collect(directory: Path, cache: Path | None, jobs: int, split: str = "calibration",
-            narrowband: bool = False) -> list[tuple[bool, list[tuple[str, float]]]]:
-    """(substituted?, [(class, GOP) per phone]) for every word of every reading of the
-    given bandwidth (as the backend detects it)."""
+def calibration_outcomes(directory: Path, cache: Path | None, jobs: int,
+                         split: str = "calibration") -> tuple[dict[str, dict], list[Outcome]]:
+    """The split's recognitions and their uncalibrated assessments (phones with raw GOP)."""
     items = load_manifest(directory, split)
     recs = recognitions(directory, items, cache, jobs)
+    return recs, assess(items, recs, directory, calibration=None)
+
+
+def _reference_phones(outcome: Outcome) -> list[PhoneResult]:
+    return [p for p in outcome.own.phones if p.expected is not None]
+
+
+def offset_floor(outcomes: list[Outcome]) -> float:
+    """The lowest mean phone GOP of a correctly read recording: the recording offset
+    (scoring.gop_offset) is held within the range that voices and channels gave
+    correct readings."""
+    means = [np.mean(gops) for o in outcomes if o.item["kind"] == "correct"
+             if (gops := [p.gop for p in _reference_phones(o) if p.gop is not None])]
+    return round(float(min(means)), 4)
+
+
+def collect(recs: dict[str, dict], outcomes: list[Outcome], floor: float,
+            narrowband: bool = False) -> list[tuple[bool, list[tuple[str, float]]]]:
+    """(substituted?, [(class, GOP less the recording's offset) per phone]) for every word
+    of every reading of the given bandwidth (as the backend detects it)."""
     words_out = []
-    for outcome in assess(items, recs, directory, calibration=None):
+    for outcome in outcomes:
         if bool(recs[outcome.item["id"]]["own"].get("narrowband")) != narrowband:
             continue
-        ref = [p for p in outcome.own.phones if p.expected is not None]
+        ref = _reference_phones(outcome)
         canon = [w for w in canonical(outcome.item["reference"]) if normalize_phones(w.phones)]
         classes = [c for w in canon for c in word_classes(w.word, w.phones)]
         if len(classes) != len(ref):
             continue
+        offset = gop_offset([p.gop for p in ref], floor)
         by_word: dict[int, list[tuple[str, float]]] = defaultdict(list)
         complete: dict[int, bool] = defaultdict(lambda: True)
         for p, klass in zip(ref, classes, strict=True):
             if p.gop is None:
                 complete[p.word_index] = False
             else:
-                by_word[p.word_index].append((klass, p.gop))
+                by_word[p.word_index].append((klass, p.gop - offset))
         for w in outcome.own.words:
             if complete[w.index] and by_word[w.index]:
                 words_out.append((w.index == outcome.item["changed_word"], by_word[w.index]))
@@ -132,8 +160,10 @@ def main() -> None:
                         help="share of correctly read calibration words allowed flagged")
     parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     args = parser.parse_args()
-    wide = collect(args.directory, args.cache, args.jobs)
-    narrow = collect(args.directory, args.cache, args.jobs, narrowband=True)
+    recs, outcomes = calibration_outcomes(args.directory, args.cache, args.jobs)
+    floor = offset_floor(outcomes)
+    wide = collect(recs, outcomes, floor)
+    narrow = collect(recs, outcomes, floor, narrowband=True)
     words = wide + narrow
     print(f"{len(words)} calibration words ({sum(c for c, _ in words)} substituted; "
           f"{len(narrow)} from narrowband audio)")
@@ -148,6 +178,7 @@ def main() -> None:
         print(f"q={q:<7} recall {recall:6.1%}  correct words flagged {false:6.1%}")
         if false <= args.budget:
             cal["classes_narrowband"] = narrow_cal["classes"]
+            cal["offset_floor"] = floor
             chosen = (cal, recall, false)
     if chosen is None:
         raise SystemExit("no quantile keeps the false flags within the budget")
