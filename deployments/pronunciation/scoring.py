@@ -335,7 +335,7 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
     aligned_words = (_attach_alignment(words, recognition.alignment, ref)
                      if recognition.alignment else {})
     offset = None
-    if calibration and "offset_floor" in calibration:
+    if calibration and "offset_floor" in calibration and any(p.lpr is not None for p in ref):
         offset = gop_offset([p.lpr for p in ref], calibration["offset_floor"])
         calibration = {**calibration, "offset": offset}
     if calibration and any(p.lpr is not None for p in ref):
@@ -415,11 +415,11 @@ def _judged_phones(ref: list[_RefPhone], calibration: dict) -> list[RecognizedPh
 
 def gop_offset(gops: list[float | None], floor: float) -> float:
     """What a recording's phones are judged relative to: the mean GOP of its reference
-    phones, but not below `floor` (the lowest mean of a correctly read calibration
-    recording). A voice or channel the acoustic model fits less well lowers every phone;
-    a reading lower overall than any correct one is mispronounced, not unusual."""
-    values = [g for g in gops if g is not None]
-    return max(float(np.mean(values)), floor) if values else 0.0
+    phones that have one (at least one must), but not below `floor` (the lowest mean of a
+    correctly read calibration recording). A voice or channel the acoustic model fits less
+    well lowers every phone; a reading lower overall than any correct one is
+    mispronounced, not unusual."""
+    return max(float(np.mean([g for g in gops if g is not None])), floor)
 
 
 def phone_credit(gop: float, klass: str, calibration: dict) -> float:

@@ -239,6 +239,9 @@ def test_gop_is_judged_relative_to_the_recording() -> None:
     assert [w.verdict for w in held.words] == ["mispronounced", "mispronounced"]
     unbounded = score(words, garbage, calibration={**CALIBRATION, "offset_floor": -99.0})
     assert [w.verdict for w in unbounded.words] == ["correct", "correct"]
+    # no GOP at all (nothing aligned): no offset either
+    unaligned = score(words, rec(["f", "ɑ", "k", "s"]), calibration=relative)
+    assert unaligned.gop_offset is None
 
 
 def test_committed_calibration_loads() -> None:
