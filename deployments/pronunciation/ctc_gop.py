@@ -96,13 +96,14 @@ def log_likelihoods(log_probs: np.ndarray, labels: np.ndarray, blank: int) -> np
 
 
 def substituted_log_likelihoods(log_probs: np.ndarray, tokens: np.ndarray, blank: int,
-                                positions: np.ndarray, rivals: np.ndarray) -> np.ndarray:
-    """log P(`tokens` with tokens[positions[n]] replaced by rivals[n] | audio) for each n,
-    exactly, without a forward pass per variant. A path of the variant runs through the
-    states before the replaced label as the reference's paths do (the reference's forward
-    variables), stays on the replaced label for some frames, then runs through the states
-    after it as the reference's do (its backward variables): only the stay is computed,
-    one frame at a time for all variants at once."""
+                                positions: np.ndarray, rivals: np.ndarray
+                                ) -> tuple[float, np.ndarray]:
+    """log P(`tokens` | audio), and log P(`tokens` with tokens[positions[n]] replaced by
+    rivals[n] | audio) for each n, exactly, without a forward pass per variant. A path
+    of the variant runs through the states before the replaced label as the reference's
+    paths do (the reference's forward variables), stays on the replaced label for some
+    frames, then runs through the states after it as the reference's do (its backward
+    variables): only the stay is computed, one frame at a time for all variants at once."""
     n_frames, last = log_probs.shape[0], len(tokens) - 1
     alphas = _alphas(log_probs, tokens.reshape(1, -1), blank)[:, 0]
     betas = _betas(log_probs, tokens, blank)
@@ -129,7 +130,7 @@ def substituted_log_likelihoods(log_probs: np.ndarray, tokens: np.ndarray, blank
     for t in range(n_frames):
         stay = emit[t] + np.logaddexp(stay, enter[t])
         total = np.logaddexp(total, stay + leave[t])
-    return total
+    return float(np.logaddexp(alphas[-1, -1], alphas[-1, -2])), total
 
 
 def align(log_probs: np.ndarray, tokens: Sequence[int], blank: int) -> list[tuple[int, int]] | None:
@@ -181,10 +182,9 @@ def phone_gops(log_probs: np.ndarray, tokens: Sequence[int], blank: int,
         rivals.append([int(candidates[k]) for k in np.argsort(-window)
                        if candidates[k] != reference[i]][:RIVALS])
     positions = np.asarray([i for i, order in enumerate(rivals) for _ in order], dtype=np.int64)
-    likelihoods = substituted_log_likelihoods(
+    own, likelihoods = substituted_log_likelihoods(
         log_probs, reference, blank, positions,
         np.asarray([r for order in rivals for r in order], dtype=np.int64))
-    own = float(log_likelihoods(log_probs, reference.reshape(1, -1), blank)[0])
     best_per_frame = log_probs.max(axis=1)
     result, k = [], 0
     for i, ((start, end), (label_start, label_end)) in enumerate(zip(bounds, spans,

@@ -335,8 +335,9 @@ def score(words: list[CanonicalWord], recognition: Recognition, gop_weight: floa
     aligned_words = (_attach_alignment(words, recognition.alignment, ref)
                      if recognition.alignment else {})
     offset = None
-    if calibration and "offset_floor" in calibration and any(p.lpr is not None for p in ref):
+    if calibration and "offset_floor" in calibration:
         offset = gop_offset([p.lpr for p in ref], calibration["offset_floor"])
+    if offset is not None:
         calibration = {**calibration, "offset": offset}
     if calibration and any(p.lpr is not None for p in ref):
         hyp = _judged_phones(ref, calibration)
@@ -413,13 +414,14 @@ def _judged_phones(ref: list[_RefPhone], calibration: dict) -> list[RecognizedPh
     return heard
 
 
-def gop_offset(gops: list[float | None], floor: float) -> float:
+def gop_offset(gops: list[float | None], floor: float) -> float | None:
     """What a recording's phones are judged relative to: the mean GOP of its reference
-    phones that have one (at least one must), but not below `floor` (the lowest mean of a
+    phones that have one (None when none has), but not below `floor` (the lowest mean of a
     correctly read calibration recording). A voice or channel the acoustic model fits less
     well lowers every phone; a reading lower overall than any correct one is
     mispronounced, not unusual."""
-    return max(float(np.mean([g for g in gops if g is not None])), floor)
+    values = [g for g in gops if g is not None]
+    return max(float(np.mean(values)), floor) if values else None
 
 
 def phone_credit(gop: float, klass: str, calibration: dict) -> float:

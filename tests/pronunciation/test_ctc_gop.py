@@ -89,5 +89,6 @@ def test_one_phone_replaced_is_scored_exactly_without_a_forward_pass_each() -> N
         variant = tokens.copy()
         variant[i] = r
         explicit.append(log_likelihoods(log_probs, variant.reshape(1, -1), BLANK)[0])
-    assert substituted_log_likelihoods(log_probs, tokens, BLANK, positions, rivals) == \
-        pytest.approx(np.array(explicit), abs=1e-9)
+    own, replaced = substituted_log_likelihoods(log_probs, tokens, BLANK, positions, rivals)
+    assert replaced == pytest.approx(np.array(explicit), abs=1e-9)
+    assert own == pytest.approx(log_likelihoods(log_probs, tokens.reshape(1, -1), BLANK)[0])

@@ -138,14 +138,12 @@ def test_frequency_warp_moves_a_voice_towards_the_model(backend: PocketsphinxBac
     """Per recording, the warp under which the text fits best serves every pass: female
     slt's frequencies are scaled down (a factor above 1) or left, male ked's and rms's
     scaled up."""
-    import json
-
     from deployments.pronunciation.audio import decode_audio
+    from deployments.pronunciation.evaluate import load_manifest
 
     sample = FIXTURES / "evalset"
-    items = [json.loads(line) for line in (sample / "manifest.jsonl").read_text().splitlines()]
     warps: dict[str, set[float]] = {}
-    for it in items:
+    for it in load_manifest(sample):
         if it["kind"] != "correct":
             continue
         audio = decode_audio((sample / it["file"]).read_bytes(), max_duration_s=20.0).samples

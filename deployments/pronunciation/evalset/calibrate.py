@@ -104,8 +104,7 @@ def collect(recs: dict[str, dict], outcomes: list[Outcome], floor: float,
         classes = [c for w in canon for c in word_classes(w.word, w.phones)]
         if len(classes) != len(ref):
             continue
-        gops = [p.gop for p in ref]
-        offset = gop_offset(gops, floor) if any(g is not None for g in gops) else 0.0
+        offset = gop_offset([p.gop for p in ref], floor)
         by_word: dict[int, list[tuple[str, float]]] = defaultdict(list)
         complete: dict[int, bool] = defaultdict(lambda: True)
         for p, klass in zip(ref, classes, strict=True):
