@@ -60,8 +60,9 @@ MIN_PHONES = 30  # a class with fewer correct phones than this uses the pooled t
 #: what each backend's `lpr` is, written into the calibration it fits
 FEATURES = {
     "pocketsphinx": "GOP: forced phone vs rival path (any phone replaced by another of its "
-                    "kind) log likelihood ratio, nats/frame, all senones scored every frame, "
-                    "each word by its best-fitting pronunciation, under the recording's "
+                    "kind) log likelihood ratio, nats/frame, both paths rescored with each "
+                    "phone in its triphone context, all senones scored every frame, each "
+                    "word by its best-fitting pronunciation, under the recording's "
                     "best-fitting frequency warp; thresholds on GOP less the recording's "
                     "mean (not below offset_floor)",
     **dict.fromkeys(("powsm", "powsm_ctc"),
