@@ -422,7 +422,7 @@ def _fsg_decode(decoder: object, name: str, final: int,
                 transitions: list[tuple[int, int, float, str]], pcm: bytes) -> object | None:
     """Decode `pcm` with the network from state 0 to `final`, then rescore the path found
     with every phone in its full triphone context; None when no path reaches the end or
-    the rescoring fails. The FSG search models a one-word phone as if silence followed it
+    the rescoring fails. The FSG search models a one-phone word as if silence followed it
     (pocketsphinx's fsg_lextree gives single-phone words a right context of SIL), so on a
     network of one-phone pseudo-words every phone is scored against the wrong right
     neighbour; the state aligner's second pass keeps the path's segmentation and scores
