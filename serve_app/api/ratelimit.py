@@ -7,7 +7,7 @@ import time
 
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 
 from serve_app.api.errors import TooManyRequests
 from serve_app.jobs.settings import RateLimits
@@ -23,7 +23,10 @@ class RateLimiter:
         self._enabled = settings.enabled
         self._items = {c: RateLimitItemPerSecond(getattr(settings, c), settings.window_s)
                        for c in ROUTE_CLASSES}
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        # A moving window (each hit's time kept) is exact: limits' sliding window counter
+        # floors the previous window's weighted count, so a limit of 1 let a second hit
+        # through just after a window boundary.
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def check(self, route_class: str, caller_id: str) -> None:
         """Count one request; raise TooManyRequests when it is over the limit."""
