@@ -282,3 +282,19 @@ def test_alignment_survives_long_silences(backend: PocketsphinxBackend) -> None:
 def test_unknown_hypothesis_is_refused() -> None:
     with pytest.raises(ValueError, match="hypothesis"):
         PocketsphinxBackend(hypothesis="letters")
+
+
+def test_a_warp_holds_whatever_decoder_came_before(backend: PocketsphinxBackend) -> None:
+    """pocketsphinx keeps the warp factor in process-wide statics: an unwarped decoder made
+    between two at 0.8 left the second unwarped, so one recording's result depended on
+    what the process had decoded before (a job and the direct route disagreed)."""
+    audio, _ = sf.read(FIXTURES / "fox.wav", dtype="float32")
+    pcm = (audio * 32767).astype("<i2").tobytes()
+
+    def loop(warp: float) -> list[tuple[str, int, int]]:
+        decoder = backend._free_loop(pcm, warp)  # alive while its segments are read
+        return [(s.word, s.start_frame, s.end_frame) for s in decoder.seg()]
+
+    warped, unwarped = loop(0.8), loop(1.0)
+    assert warped != unwarped
+    assert loop(0.8) == warped and loop(1.0) == unwarped

@@ -98,6 +98,12 @@ _VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 _RIVAL = "rival_"
 #: a forced alignment's segment: pseudo-word, first frame, last frame, acoustic score
 Segment = tuple[str, int, int, float]
+#: pocketsphinx keeps the inverse-linear warp's factor in process-wide statics
+#: (fe_warp_inverse_linear.c) that a decoder reads while it builds its filterbank; a
+#: decoder made without a factor marks them neutral but keeps the last factor, and the next
+#: decoder asking for that same factor was then built unwarped. Every decoder is made
+#: under this lock (replicas recognize in several threads) and names its factor.
+_DECODER_LOCK = threading.Lock()
 
 
 def gop_confidence(gop: float) -> float:
@@ -122,6 +128,16 @@ def _model_file(name: str) -> str:
     from pocketsphinx import get_model_path
 
     return get_model_path(name)
+
+
+def _new_decoder(warp: float, **config: object) -> object:
+    """A pocketsphinx decoder under frequency warp `warp` (1.0: none), made under
+    `_DECODER_LOCK`."""
+    from pocketsphinx import Decoder
+
+    with _DECODER_LOCK:
+        return Decoder(warp_type="inverse_linear", warp_params=str(float(warp)),
+                       loglevel="FATAL", **config)
 
 
 def _decode(decoder: object, pcm: bytes) -> None:
@@ -229,11 +245,8 @@ class PocketsphinxBackend:
         used under a lock."""
         with self._word_lock:
             if self._word_decoder is None:
-                from pocketsphinx import Decoder
-
-                self._word_decoder = Decoder(hmm=self._hmm, lm=self._word_lm,
-                                             dict=self._dictionary_path, cmn="batch",
-                                             loglevel="FATAL")
+                self._word_decoder = _new_decoder(1.0, hmm=self._hmm, lm=self._word_lm,
+                                                  dict=self._dictionary_path, cmn="batch")
             decoder = self._word_decoder
             _decode(decoder, pcm)
             segments = [(s.word, s.start_frame, s.end_frame) for s in decoder.seg()]
@@ -256,12 +269,8 @@ class PocketsphinxBackend:
         utterances (the same audio decoded differently the second time) and pocketsphinx
         5.1 fails a second alignment on it. Batch CMN: normalise on this utterance alone.
         All senones scored: one scale for the scores of every search (module docstring)."""
-        from pocketsphinx import Decoder
-
-        if warp != 1.0:
-            config = {**config, "warp_type": "inverse_linear", "warp_params": str(warp)}
-        return Decoder(hmm=self._hmm, dict=str(dictionary), lm=None, cmn="batch",
-                       compallsen=True, loglevel="FATAL", **config)
+        return _new_decoder(warp, hmm=self._hmm, dict=str(dictionary), lm=None, cmn="batch",
+                            compallsen=True, **config)
 
     def _free_loop(self, pcm: bytes, warp: float) -> object:
         decoder = self._decoder(self._phone_loop_dict, warp, **self._allphone_config)
