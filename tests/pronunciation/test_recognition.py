@@ -254,13 +254,11 @@ def test_phones_are_rescored_between_their_neighbours(backend: PocketsphinxBacke
         return {(s.word, s.start_frame, s.end_frame): logmath.log(s.ascore) / scale
                 for s in decoder.seg() if s.word in network.owner}
 
-    fsg = backend._decoder(dictionary, 1.0)
-    fsg.add_fsg("forced", fsg.create_fsg("forced", 0, network.final, network.transitions))
-    fsg.activate_search("forced")
-    sphinx._decode(fsg, pcm)
-    before = phones(fsg, 1024.0)  # the FSG search's scores are unshifted
-    after = phones(sphinx._fsg_decode(backend._decoder(dictionary, 1.0), "forced",
-                                      network.final, network.transitions, pcm), 1.0)
+    decoder = backend._decoder(dictionary, 1.0)
+    assert sphinx._fsg_search(decoder, "forced", network.final, network.transitions, pcm)
+    before = phones(decoder, 1024.0)  # the FSG search's scores are unshifted
+    assert sphinx._rescore(decoder, pcm)
+    after = phones(decoder, 1.0)
     assert [k[:2] for k in after] == [k[:2] for k in before] and len(after) > 25
     same = after.keys() & before.keys()  # the state pass may move the last phone's end
     assert len(same) >= len(after) - 1

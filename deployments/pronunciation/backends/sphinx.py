@@ -430,24 +430,35 @@ def _best_fit(fits: list[tuple[list[Segment], float]], owner: dict[str, tuple[in
 def _fsg_decode(decoder: object, name: str, final: int,
                 transitions: list[tuple[int, int, float, str]], pcm: bytes) -> object | None:
     """Decode `pcm` with the network from state 0 to `final`, then rescore the path found
-    with every phone in its full triphone context; None when no path reaches the end or
-    the rescoring fails. The FSG search models a one-phone word as if silence followed it
-    (pocketsphinx's fsg_lextree gives single-phone words a right context of SIL), so on a
-    network of one-phone pseudo-words every phone is scored against the wrong right
-    neighbour; the state aligner's second pass keeps the path's segmentation and scores
-    each phone as the triphone between its actual neighbours. Its segment scores are in
-    the phone loop's units."""
+    in context (`_rescore`); None when no path reaches the end or the rescoring fails.
+    The decoder's segment scores are then in the phone loop's units."""
+    if not _fsg_search(decoder, name, final, transitions, pcm):
+        return None
+    return decoder if _rescore(decoder, pcm) else None
+
+
+def _fsg_search(decoder: object, name: str, final: int,
+                transitions: list[tuple[int, int, float, str]], pcm: bytes) -> bool:
+    """The FSG search alone: whether a path from state 0 to `final` explains `pcm`."""
     decoder.add_fsg(name, decoder.create_fsg(name, 0, final, transitions))
     decoder.activate_search(name)
     _decode(decoder, pcm)
-    if decoder.hyp() is None:
-        return None
+    return decoder.hyp() is not None
+
+
+def _rescore(decoder: object, pcm: bytes) -> bool:
+    """Rescore the path the FSG search found with every phone in its full triphone
+    context; False when the state aligner fails. The FSG search models a one-phone word as
+    if silence followed it (pocketsphinx's fsg_lextree gives single-phone words a right
+    context of SIL), so on a network of one-phone pseudo-words every phone is scored
+    against the wrong right neighbour; the state aligner's second pass keeps the path's
+    segmentation and scores each phone as the triphone between its actual neighbours."""
     try:
         decoder.set_alignment()
         _decode(decoder, pcm)
     except RuntimeError:  # "Alignment failed in frame N"
-        return None
-    return decoder
+        return False
+    return True
 
 
 class _Loop:
