@@ -136,21 +136,21 @@ def test_aligner_picks_the_pronunciation_said(tmp_path: Path) -> None:
 
 def test_frequency_warp_moves_a_voice_towards_the_model(backend: PocketsphinxBackend) -> None:
     """Per recording, the warp under which the text fits best serves every pass: female
-    slt's frequencies are scaled down (a factor above 1) or left, male ked's and rms's
-    scaled up."""
+    slt's frequencies are scaled down (a factor above 1), male ked's and rms's scaled up
+    or, now and then, left."""
     from deployments.pronunciation.audio import decode_audio
     from deployments.pronunciation.evaluate import load_manifest
 
     sample = FIXTURES / "evalset"
-    warps: dict[str, set[float]] = {}
+    warps: dict[str, list[float]] = {}
     for it in load_manifest(sample):
-        if it["kind"] != "correct":
+        if it["kind"] != "correct" or it["speaker"] not in ("slt", "ked", "rms"):
             continue
         audio = decode_audio((sample / it["file"]).read_bytes(), max_duration_s=20.0).samples
-        warps.setdefault(it["speaker"], set()).add(backend.recognize(
+        warps.setdefault(it["speaker"], []).append(backend.recognize(
             audio, "en-us", it["reference"]).warp)
-    male = warps["ked"] | warps["rms"]
-    assert min(warps["slt"]) >= 1.0 and max(warps["slt"]) > 1.0 and max(male) < 1.0, warps
+    male = sorted(warps["ked"] + warps["rms"])
+    assert min(warps["slt"]) > 1.0 and max(male) <= 1.0 and male[len(male) // 2] < 1.0, warps
     # no text, no alignment to choose by: the passes run unwarped and say so
     audio, _ = sf.read(FIXTURES / "fox.wav", dtype="float32")
     assert backend.recognize(audio, "en-us", None).warp is None

@@ -20,8 +20,8 @@ Each reading gets, from a generator seeded by its id, a speaking rate (duration 
 0.85/1.0/1.2, espeak-ng 140/165/190 words a minute), a sample rate from 8 to 48 kHz,
 mono or stereo, WAV/FLAC/OGG/MP3, and light noise (none, 30 or 20 dB SNR, white or
 brown). The audio and a `manifest.jsonl` go to `--out`; nothing of it belongs in git.
-`--sample DIR` writes a handful of short held-out readings as OGG/MP3 (the committed
-test sample in tests/pronunciation/fixtures/evalset/).
+`--sample DIR` writes the committed test sample (tests/pronunciation/fixtures/evalset/):
+every held-out voice reading four sentences drawn at random, 60 readings.
 """
 
 from __future__ import annotations
@@ -295,28 +295,30 @@ def write(split_names: list[str], out_dir: Path, per_voice: int | None, seed: in
     return done
 
 
-#: the committed sample: held-out voices, short sentences, compressed formats
-SAMPLE_VOICES = ("festival-slt-hts", "festival-ked", "flite-rms")
+#: sentences per held-out voice in the committed sample (three readings each)
+SAMPLE_SENTENCES = 4
 
 
-def write_sample(out_dir: Path, seed: int, per_voice: int = 2) -> list[Item]:
+def write_sample(out_dir: Path, seed: int, per_voice: int = SAMPLE_SENTENCES) -> list[Item]:
+    """Every held-out voice reading `per_voice` sentences drawn at random (not the short
+    ones, not the easy ones): the readings as the full set has them, in their own rate,
+    channels, noise, speed and codec (WAV kept losslessly as FLAC, to keep git small), so
+    the sample's figures estimate the set's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     voices = {v.name: v for v in VOICES}
-    chosen = []
-    for it in items("heldout", None, seed):
-        if it.voice in SAMPLE_VOICES and len(it.reference.split()) <= 9:
-            chosen.append(it)
+    pool = sentences("heldout")
     picked: list[Item] = []
-    for name in SAMPLE_VOICES:
-        mine = [it for it in chosen if it.voice == name]
-        refs = sorted({it.reference for it in mine}, key=len)[:per_voice]
-        picked += [it for it in mine if it.reference in refs]
-    for it in picked:  # small files: compressed harder, at most 16 kHz
-        it.format = "ogg" if it.kind != "phone" else "mp3"
-        it.sample_rate = min(it.sample_rate, 16000)
-        it.compression = 0.9
-    with ThreadPoolExecutor(2) as pool:
-        done = list(pool.map(lambda it: render(it, voices[it.voice], out_dir), picked))
+    for voice in VOICES:
+        if split_of(voice) != "heldout":
+            continue
+        refs = set(random.Random(f"{seed}-sample-{voice.name}").sample(pool, per_voice))
+        picked += [it for it in items("heldout", None, seed)
+                   if it.voice == voice.name and it.reference in refs]
+    for it in picked:  # lossless readings as FLAC, compressed hardest: the same samples
+        if it.format in ("wav", "flac"):
+            it.format, it.compression = "flac", 1.0
+    with ThreadPoolExecutor(2) as pool_:
+        done = list(pool_.map(lambda it: render(it, voices[it.voice], out_dir), picked))
     with open(out_dir / "manifest.jsonl", "w", encoding="utf-8") as f:
         for it in done:
             f.write(json.dumps(asdict(it)) + "\n")
