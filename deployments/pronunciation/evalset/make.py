@@ -306,19 +306,15 @@ def write_sample(out_dir: Path, seed: int, per_voice: int = SAMPLE_SENTENCES) ->
     the sample's figures estimate the set's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     voices = {v.name: v for v in VOICES}
-    pool = sentences("heldout")
-    picked: list[Item] = []
-    for voice in VOICES:
-        if split_of(voice) != "heldout":
-            continue
-        refs = set(random.Random(f"{seed}-sample-{voice.name}").sample(pool, per_voice))
-        picked += [it for it in items("heldout", None, seed)
-                   if it.voice == voice.name and it.reference in refs]
+    heldout = sentences("heldout")
+    drawn = {voice.name: random.Random(f"{seed}-sample-{voice.name}").sample(heldout, per_voice)
+             for voice in VOICES if split_of(voice) == "heldout"}
+    picked = [it for it in items("heldout", None, seed) if it.reference in drawn[it.voice]]
     for it in picked:  # lossless readings as FLAC, compressed hardest: the same samples
         if it.format in ("wav", "flac"):
             it.format, it.compression = "flac", 1.0
-    with ThreadPoolExecutor(2) as pool_:
-        done = list(pool_.map(lambda it: render(it, voices[it.voice], out_dir), picked))
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda it: render(it, voices[it.voice], out_dir), picked))
     with open(out_dir / "manifest.jsonl", "w", encoding="utf-8") as f:
         for it in done:
             f.write(json.dumps(asdict(it)) + "\n")
