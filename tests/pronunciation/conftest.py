@@ -32,3 +32,17 @@ def assess_base(serve_port: int,
     serve.run(build_app(args), name=ASSESS_APP, route_prefix=ASSESS_PREFIX)
     yield f"http://127.0.0.1:{serve_port}{ASSESS_PREFIX}"
     serve.delete(ASSESS_APP)
+
+
+@pytest.fixture(scope="package")
+def evalset_sample() -> tuple[list[dict], dict[str, dict]]:
+    """The committed held-out sample (fixtures/evalset, `evalset/make.py --sample`): its
+    manifest and its recognitions, as `evaluate` makes them, once for the package (the
+    quality targets and the frequency-warp test read the same recognitions)."""
+    from pathlib import Path
+
+    from deployments.pronunciation.evaluate import load_manifest, recognitions
+
+    sample = Path(__file__).parent / "fixtures" / "evalset"
+    items = load_manifest(sample)
+    return items, recognitions(sample, items)

@@ -13,8 +13,6 @@ Forty substituted words put a binomial error of about 6 points on the sample's r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from deployments.pronunciation.evaluate import (
@@ -24,18 +22,13 @@ from deployments.pronunciation.evaluate import (
     TARGET_RECALL,
     Outcome,
     assess,
-    load_manifest,
-    recognitions,
     summarize,
 )
 
-SAMPLE = Path(__file__).parent / "fixtures" / "evalset"
-
 
 @pytest.fixture(scope="module")
-def outcomes() -> list[Outcome]:
-    items = load_manifest(SAMPLE)
-    return assess(items, recognitions(SAMPLE, items))
+def outcomes(evalset_sample: tuple[list[dict], dict[str, dict]]) -> list[Outcome]:
+    return assess(*evalset_sample)
 
 
 def test_sample_is_held_out_and_varied(outcomes: list[Outcome]) -> None:

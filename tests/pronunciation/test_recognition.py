@@ -134,21 +134,17 @@ def test_aligner_picks_the_pronunciation_said(tmp_path: Path) -> None:
     assert forced_b.phone == "b" and forced_b.lpr < -5
 
 
-def test_frequency_warp_moves_a_voice_towards_the_model(backend: PocketsphinxBackend) -> None:
+def test_frequency_warp_moves_a_voice_towards_the_model(
+        backend: PocketsphinxBackend, evalset_sample: tuple[list[dict], dict[str, dict]]
+) -> None:
     """Per recording, the warp under which the text fits best serves every pass: female
     slt's frequencies are scaled down (a factor above 1), male ked's and rms's scaled up
     or, now and then, left."""
-    from deployments.pronunciation.audio import decode_audio
-    from deployments.pronunciation.evaluate import load_manifest
-
-    sample = FIXTURES / "evalset"
+    items, recognized = evalset_sample
     warps: dict[str, list[float]] = {}
-    for it in load_manifest(sample):
-        if it["kind"] != "correct" or it["speaker"] not in ("slt", "ked", "rms"):
-            continue
-        audio = decode_audio((sample / it["file"]).read_bytes(), max_duration_s=20.0).samples
-        warps.setdefault(it["speaker"], []).append(backend.recognize(
-            audio, "en-us", it["reference"]).warp)
+    for it in items:
+        if it["kind"] == "correct" and it["speaker"] in ("slt", "ked", "rms"):
+            warps.setdefault(it["speaker"], []).append(recognized[it["id"]]["own"]["warp"])
     male = sorted(warps["ked"] + warps["rms"])
     assert min(warps["slt"]) > 1.0 and max(male) <= 1.0 and male[len(male) // 2] < 1.0, warps
     # no text, no alignment to choose by: the passes run unwarped and say so
@@ -250,9 +246,9 @@ def test_phones_are_rescored_between_their_neighbours(backend: PocketsphinxBacke
     dictionary.write_text("\n".join(network.lines) + "\n", encoding="utf-8")
 
     def phones(decoder: object, scale: float) -> dict[tuple[str, int, int], float]:
-        logmath = decoder.get_logmath()
-        return {(s.word, s.start_frame, s.end_frame): logmath.log(s.ascore) / scale
-                for s in decoder.seg() if s.word in network.owner}
+        return {(word, first, last): score / scale
+                for word, first, last, score in sphinx._segments(decoder)
+                if word in network.owner}
 
     decoder = backend._decoder(dictionary, 1.0)
     assert sphinx._fsg_search(decoder, "forced", network.final, network.transitions, pcm)

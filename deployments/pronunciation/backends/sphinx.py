@@ -304,10 +304,7 @@ class PocketsphinxBackend:
             decoder = _fsg_decode(self._decoder(dict_path, warp, **config), "forced",
                                   network.final, network.transitions, pcm)
             if decoder is not None:
-                logmath = decoder.get_logmath()
-                return [(seg.word, seg.start_frame, seg.end_frame,
-                         logmath.log(seg.ascore) if seg.ascore > 0 else -(2**20))
-                        for seg in decoder.seg()]
+                return _segments(decoder)
         return None
 
     def _align(self, pcm: bytes, text: str, warnings: list[str], loop: _Loop
@@ -425,6 +422,14 @@ def _best_fit(fits: list[tuple[list[Segment], float]], owner: dict[str, tuple[in
         return len(reached), sum(score for *_, score in fit[0])
 
     return max(fits, key=key)
+
+
+def _segments(decoder: object) -> list[Segment]:
+    """The decoder's path as segments, with acoustic scores in log base 1.0001."""
+    logmath = decoder.get_logmath()
+    return [(seg.word, seg.start_frame, seg.end_frame,
+             logmath.log(seg.ascore) if seg.ascore > 0 else -(2**20))
+            for seg in decoder.seg()]
 
 
 def _fsg_decode(decoder: object, name: str, final: int,
